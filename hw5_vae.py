@@ -1,0 +1,461 @@
+"""Variational autoencoder on binarized MNIST (homework 5, question 2).
+
+    python hw5_vae.py train --epochs 200     # about 2 minutes on a laptop CPU; writes outputs/vae/
+    python hw5_vae.py plot                   # redraw the figures from outputs/vae/vae.pt
+    python hw5_vae.py evaluate               # test ELBO and importance-weighted log-likelihood
+
+The course's model: an encoder q(z|x) = N(mu(x), diag sigma_square(x)) (MLP 784-500-2x2, tanh), the prior
+p(z) = N(0, I) and a decoder p(x|z) = Bernoulli(p(z)) (MLP 2-500-784, tanh then sigmoid). Training maximizes
+the ELBO  E_q[log p(x|z) + log p(z) - log q(z|x)], estimated with one reparameterized z per image (Eq. 2).
+All log-probabilities are in nats, summed over the 784 pixels.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal, Optional
+
+import matplotlib.pyplot as plt
+import torch
+import typer
+from torch import nn
+
+from hw5_utils import (MNIST, App, Checkpointer, UserError, get_rng_state, load_checkpoint, load_mnist, load_weights,
+                       note, pick_device, plot_image_grid, progress, require, save_figure, seed_everything,
+                       set_rng_state, write_metrics)
+
+# ----------------------------------------------------------------------------------------------------
+# Hyperparameters (the command line's defaults)
+
+
+@dataclass
+class Config:
+    latent_dim: int = 2
+    hidden_units: int = 500
+    data_dim: int = 784
+    epochs: int = 200
+    batch_size: int = 100
+    lr: float = 1e-3
+    train_size: int = 10000    # the course trains on the first 10k MNIST images; 0 = all
+    binarize: str = "dynamic"  # 'dynamic': a fresh Bernoulli image each epoch; 'round': the course's fixed rounding
+    data: Optional[str] = None  # MNIST source (.npz or torchvision root); None = hw5_utils.default_mnist_source()
+    seed: int = 1234
+
+
+CHECKPOINT = "vae.pt"
+CHECKPOINT_KEYS = ("encoder", "decoder", "config")
+INTERPOLATION_PAIRS = ((0, 1), (2, 7), (4, 9))  # (from digit, to digit) for the 2.e.iii figure
+ALPHAS = [k / 10 for k in range(11)]            # alpha = 0, 0.1, ..., 1
+
+# ----------------------------------------------------------------------------------------------------
+# Model
+
+
+class Encoder(nn.Module):
+    """q(z|x): x (B, data_dimension) -> mu (B, latent_dimension), sigma_square (B, latent_dimension)."""
+
+    def __init__(self, latent_dimension: int, hidden_units: int, data_dimension: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(data_dimension, hidden_units)
+        self.fc2_mu = nn.Linear(hidden_units, latent_dimension)
+        self.fc2_sigma = nn.Linear(hidden_units, latent_dimension)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = torch.tanh(self.fc1(x))
+        # The network outputs log sigma^2, so the variance is positive without any constraint.
+        return self.fc2_mu(hidden), torch.exp(self.fc2_sigma(hidden))
+
+
+class Decoder(nn.Module):
+    """p(x|z): z (B, latent_dimension) -> p (B, data_dimension), each pixel's probability of being 1."""
+
+    def __init__(self, latent_dimension: int, hidden_units: int, data_dimension: int) -> None:
+        super().__init__()
+        self.fc1_dec = nn.Linear(latent_dimension, hidden_units)
+        self.fc2_dec = nn.Linear(hidden_units, data_dimension)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.fc2_dec(torch.tanh(self.fc1_dec(z))))
+
+
+class VAE(nn.Module):
+    """The encoder-decoder pair with the course's sampling, density and ELBO functions."""
+
+    def __init__(self, latent_dimension: int = 2, hidden_units: int = 500, data_dimension: int = 784) -> None:
+        super().__init__()
+        self.latent_dimension = latent_dimension
+        self.encoder = Encoder(latent_dimension, hidden_units, data_dimension)
+        self.decoder = Decoder(latent_dimension, hidden_units, data_dimension)
+
+    @staticmethod
+    def sample_diagonal_gaussian(mu: torch.Tensor, sigma_square: torch.Tensor) -> torch.Tensor:
+        """z ~ N(mu, diag sigma_square): mu, sigma_square (B, L) -> z (B, L).
+
+        Reparameterized (z = mu + sigma * eps, eps ~ N(0, I)), so gradients flow into mu and sigma_square.
+        """
+        eps = torch.randn(torch.broadcast_shapes(mu.shape, sigma_square.shape), dtype=mu.dtype, device=mu.device)
+        return mu + torch.sqrt(sigma_square) * eps
+
+    @staticmethod
+    def sample_Bernoulli(p: torch.Tensor) -> torch.Tensor:  # noqa: N802 - the course's name
+        """x ~ Bernoulli(p): p (B, D) in [0, 1] -> x (B, D) float32 in {0, 1}."""
+        return torch.bernoulli(p).to(torch.float32)
+
+    @staticmethod
+    def logpdf_diagonal_gaussian(z: torch.Tensor, mu: torch.Tensor, sigma_square: torch.Tensor) -> torch.Tensor:
+        """log N(z; mu, diag sigma_square): z (B, L); mu, sigma_square (B, L) or (L,) (broadcast) -> (B,)."""
+        return -0.5 * (torch.log(2 * math.pi * sigma_square) + (z - mu) ** 2 / sigma_square).sum(-1)
+
+    @staticmethod
+    def logpdf_bernoulli(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        """log Bernoulli(x; p) = sum_j x_j log p_j + (1 - x_j) log(1 - p_j): x, p (B, D) -> (B,).
+
+        Both logs are clamped at the smallest positive float, so p = 0 or 1 (a saturated sigmoid) stays
+        finite: exactly 0 where x agrees, a large finite penalty (about -87 per pixel) where it does not.
+        """
+        tiny = torch.finfo(p.dtype).tiny
+        return (x * torch.log(p.clamp_min(tiny)) + (1 - x) * torch.log((1 - p).clamp_min(tiny))).sum(-1)
+
+    def sample_z(self, mu: torch.Tensor, sigma_square: torch.Tensor) -> torch.Tensor:
+        """z ~ q(z|x) given its parameters: mu, sigma_square (B, L) -> z (B, L)."""
+        return self.sample_diagonal_gaussian(mu, sigma_square)
+
+    def elbo_loss(self, sampled_z: torch.Tensor, mu: torch.Tensor, sigma_square: torch.Tensor, x: torch.Tensor,
+                  p: torch.Tensor) -> torch.Tensor:
+        """The ELBO (Eq. 2), to be maximized: batch mean of log p(x|z) + log p(z) - log q(z|x).
+
+        sampled_z, mu, sigma_square (B, L); x, p (B, D) -> a scalar, in nats per image.
+        """
+        log_q = self.logpdf_diagonal_gaussian(sampled_z, mu, sigma_square)
+        prior_mu, prior_var = torch.zeros_like(sampled_z[0]), torch.ones_like(sampled_z[0])  # (L,), broadcast
+        log_p_z = self.logpdf_diagonal_gaussian(sampled_z, prior_mu, prior_var)
+        log_p_x = self.logpdf_bernoulli(x, p)
+        return (log_p_x + log_p_z - log_q).mean()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, D) -> the one-sample ELBO of the batch (a scalar)."""
+        mu, sigma_square = self.encoder(x)
+        z = self.sample_z(mu, sigma_square)
+        return self.elbo_loss(z, mu, sigma_square, x, self.decoder(z))
+
+    @staticmethod
+    def interpolate_mu(mua: torch.Tensor, mub: torch.Tensor, alpha: float = 0.5) -> torch.Tensor:
+        """z_alpha = alpha * mua + (1 - alpha) * mub: mua, mub (L,) or (B, L) -> same shape."""
+        return alpha * mua + (1 - alpha) * mub
+
+    @torch.no_grad()
+    def log_importance_weights(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        """log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x) for z_1..z_k ~ q(z|x): x (B, D) -> (B, k)."""
+        mu, sigma_square = self.encoder(x)
+        mu, sigma_square = mu.repeat_interleave(k, 0), sigma_square.repeat_interleave(k, 0)  # (B*k, L)
+        z = self.sample_z(mu, sigma_square)
+        log_p_x = self.logpdf_bernoulli(x.repeat_interleave(k, 0), self.decoder(z))
+        log_p_z = self.logpdf_diagonal_gaussian(z, torch.zeros_like(z[0]), torch.ones_like(z[0]))
+        return (log_p_x + log_p_z - self.logpdf_diagonal_gaussian(z, mu, sigma_square)).view(len(x), k)
+
+    # ------------------------------------------------------------------------------------------------
+    # Figures (2.e); each saves a PNG and returns the images or points it drew
+
+    @torch.no_grad()
+    def visualize_data_space(self, path: Path, n_samples: int = 10) -> torch.Tensor:
+        """Decode n_samples prior draws z ~ N(0, I): p(x|z) beside one Bernoulli sample x ~ p(x|z).
+
+        Saves an (n_samples x 2) grid; returns images (n_samples, 2, 784).
+        """
+        device = next(self.parameters()).device
+        p = self.decoder(torch.randn(n_samples, self.latent_dimension, device=device))
+        images = torch.stack([p, self.sample_Bernoulli(p)], dim=1)
+        plot_image_grid(images, path, "Samples from the prior z ~ N(0, I)", col_labels=["p(x|z)", "x ~ p(x|z)"],
+                        row_labels=[f"z{i + 1}" for i in range(n_samples)], cell_inches=0.7)
+        return images
+
+    @torch.no_grad()
+    def visualize_latent_space(self, images: torch.Tensor, labels: torch.Tensor, path: Path) -> torch.Tensor:
+        """Scatter the means of q(z|x) of images (N, 784), coloured by labels (N,); returns the means (N, L).
+
+        Beyond two latent dimensions, the plot shows the means' first two principal components.
+        """
+        mu, _ = self.encoder(images)
+        points, axis = mu.cpu(), "z"
+        if points.shape[1] > 2:
+            centered = points - points.mean(0)
+            points, axis = centered @ torch.linalg.svd(centered, full_matrices=False).Vh[:2].T, "principal component "
+        labels = labels.cpu()
+        fig, ax = plt.subplots(figsize=(7, 6))
+        for digit in range(10):
+            chosen = labels == digit
+            ax.scatter(points[chosen, 0], points[chosen, 1], s=3, alpha=0.6, color=plt.cm.tab10(digit),
+                       label=str(digit), rasterized=True)
+        ax.legend(title="digit", markerscale=4, loc="center left", bbox_to_anchor=(1.0, 0.5))
+        ax.set_xlabel(f"{axis}1")
+        ax.set_ylabel(f"{axis}2")
+        ax.set_title(f"Means of q(z|x) for {len(labels)} training images, coloured by digit")
+        save_figure(fig, path)
+        return mu
+
+    @torch.no_grad()
+    def visualize_inter_class_interpolation(self, images: torch.Tensor, labels: torch.Tensor, path: Path,
+                                            pairs: tuple = INTERPOLATION_PAIRS) -> torch.Tensor:
+        """Decode z_alpha between the latent means of pairs of different digits, alpha = 0, 0.1, ..., 1.
+
+        images (N, 784), labels (N,); pairs: (digit a, digit b) per row, a at alpha = 0 and b at alpha = 1.
+        Each digit is represented by its most typical image (mean nearest the class's median mean).
+        Returns the decoded means p(x|z_alpha), (len(pairs), 11, 784).
+        """
+        mu, _ = self.encoder(images)
+
+        def typical_mean(digit: int) -> torch.Tensor:
+            class_mu = mu[labels == digit]
+            require(len(class_mu) > 0, f"no training image of digit {digit} to interpolate from")
+            return class_mu[(class_mu - class_mu.median(0).values).norm(dim=1).argmin()]
+
+        rows = torch.stack([torch.stack([self.interpolate_mu(typical_mean(b), typical_mean(a), alpha)
+                                         for alpha in ALPHAS]) for a, b in pairs])
+        decoded = self.decoder(rows)
+        plot_image_grid(decoded, path, "Interpolating latent means: p(x|z), z = alpha*mu_b + (1-alpha)*mu_a",
+                        col_labels=[f"{alpha:.1f}" for alpha in ALPHAS], xlabel="alpha",
+                        row_labels=[f"{a} -> {b}" for a, b in pairs], cell_inches=0.6)
+        return decoded
+
+    @torch.no_grad()
+    def visualize_manifold(self, path: Path, n: int = 20) -> torch.Tensor:
+        """Decode p(x|z) over an n x n grid of the first two latent dimensions (the others 0).
+
+        The grid follows the prior's quantiles 5%..95%, so it covers where N(0, I) puts its mass.
+        Returns images (n, n, 784); rows go from high z2 (top) to low z2.
+        """
+        device = next(self.parameters()).device
+        values = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(0.05, 0.95, n)).to(device)
+        z = torch.zeros(n, n, self.latent_dimension, device=device)
+        z[..., 0], z[..., 1] = values.view(1, n), values.flip(0).view(n, 1)
+        images = self.decoder(z)
+        labels = [f"{v:.1f}" if i % 3 == 0 else "" for i, v in enumerate(values.tolist())]
+        plot_image_grid(images, path, "Latent manifold: p(x|z) over a grid of z", col_labels=labels,
+                        row_labels=labels[::-1], xlabel="z1", ylabel="z2", cell_inches=0.35)
+        return images
+
+
+# ----------------------------------------------------------------------------------------------------
+# Training
+
+
+def training_state(vae: VAE, optimizer: torch.optim.Optimizer, cfg: Config, epoch: int, history: dict,
+                   train_seconds: float) -> dict:
+    """Everything a checkpoint holds: weights, optimizer, settings, progress and RNG states (for --resume)."""
+    return {"encoder": vae.encoder.state_dict(), "decoder": vae.decoder.state_dict(),
+            "optimizer": optimizer.state_dict(), "config": asdict(cfg), "epoch": epoch, "history": history,
+            "train_seconds": train_seconds, "rng": get_rng_state()}
+
+
+def fit(vae: VAE, optimizer: torch.optim.Optimizer, data: MNIST, cfg: Config, checkpointer: Checkpointer,
+        state: dict) -> dict:
+    """Train from state['epoch'] to cfg.epochs (minibatches by index from one tensor); returns the final state."""
+    x_train, n = data.train_images, len(data.train_images)
+    epoch, history, seconds = state["epoch"], state["history"], state["train_seconds"]
+    bar = progress(range(epoch, cfg.epochs), initial=epoch, total=cfg.epochs, desc="VAE", unit="epoch")
+    with checkpointer.guard():
+        for epoch in bar:
+            tic = time.perf_counter()
+            x_epoch = x_train[torch.randperm(n, device=x_train.device)]
+            if cfg.binarize == "dynamic":
+                x_epoch = torch.bernoulli(x_epoch)  # a fresh binary image each epoch: less overfitting
+            elbo_sum = torch.zeros((), device=x_train.device)
+            for start in range(0, n, cfg.batch_size):
+                x = x_epoch[start:start + cfg.batch_size]
+                elbo = vae(x)
+                optimizer.zero_grad(set_to_none=True)
+                (-elbo).backward()
+                optimizer.step()
+                elbo_sum += elbo.detach() * len(x)
+            train_elbo = elbo_sum.item() / n
+            checkpointer.check_finite(train_elbo, epoch)
+            with torch.no_grad():
+                test_elbo = vae(data.test_images).item()
+            history.setdefault("train_elbo", []).append(train_elbo)
+            history.setdefault("test_elbo", []).append(test_elbo)
+            seconds += time.perf_counter() - tic
+            checkpointer.snapshot(training_state(vae, optimizer, cfg, epoch + 1, history, seconds))
+            bar.set_postfix(elbo=f"{train_elbo:.1f}", test_elbo=f"{test_elbo:.1f}")
+    checkpointer.save()
+    return checkpointer.state
+
+
+# ----------------------------------------------------------------------------------------------------
+# Evaluation
+
+
+@torch.no_grad()
+def evaluate(vae: VAE, images: torch.Tensor, iw_samples: int = 1000, seed: int = 0,
+             rows_per_chunk: int = 20000) -> dict:
+    """Test ELBO and importance-weighted log-likelihood (IWAE bound), nats per image, of binary images (N, D).
+
+    With K = iw_samples draws z_k ~ q(z|x) per image: ELBO = mean_k log w_k (Eq. 2, averaged over K) and
+    log p(x) >= log (1/K) sum_k w_k, which tightens as K grows.
+    """
+    seed_everything(seed)
+    chunk = max(1, rows_per_chunk // iw_samples)
+    elbo, iwae = [], []
+    for start in range(0, len(images), chunk):
+        log_w = vae.log_importance_weights(images[start:start + chunk], iw_samples)
+        elbo.append(log_w.mean(1))
+        iwae.append(torch.logsumexp(log_w, 1) - math.log(iw_samples))
+    return {"test_elbo": torch.cat(elbo).mean().item(), "test_iwae_ll": torch.cat(iwae).mean().item(),
+            "iw_samples": iw_samples}
+
+
+# ----------------------------------------------------------------------------------------------------
+# Figures
+
+
+def plot_learning_curve(history: dict, path: Path) -> Path:
+    """Train and test ELBO per epoch (the test one on the rounded test images, one z per image)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    epochs = range(1, len(history.get("train_elbo", [])) + 1)
+    ax.plot(epochs, history.get("train_elbo", []), label="train (binarized as trained)")
+    ax.plot(epochs, history.get("test_elbo", []), label="test (rounded)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("ELBO (nats per image)")
+    ax.set_title("VAE learning curve")
+    if len(epochs) > 10:
+        ax.set_ylim(bottom=min(history["test_elbo"][len(epochs) // 10:] + history["train_elbo"][len(epochs) // 10:]) - 5)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return save_figure(fig, path)
+
+
+def make_figures(vae: VAE, data: MNIST, history: dict, out_dir: Path, seed: int) -> list[Path]:
+    """Write every figure of the question (2.e.i-iii), the latent manifold and the learning curve."""
+    seed_everything(seed)
+    images, labels = data.train_images.round(), data.train_labels  # binary, as the encoder is trained
+    vae.visualize_data_space(out_dir / "data_space.png")
+    vae.visualize_latent_space(images, labels, out_dir / "latent_space.png")
+    vae.visualize_inter_class_interpolation(images, labels, out_dir / "interpolation.png")
+    vae.visualize_manifold(out_dir / "manifold.png")
+    plot_learning_curve(history, out_dir / "learning_curve.png")
+    return [out_dir / name for name in ("data_space.png", "latent_space.png", "interpolation.png", "manifold.png",
+                                        "learning_curve.png")]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Plain functions behind the commands (the tests call these too)
+
+
+def train_hint(out_dir: Path) -> str:
+    return f"python hw5_vae.py train --out-dir {out_dir}"
+
+
+def restore(out_dir: Path, data: Path | str | None = None, device: str = "auto") -> tuple[VAE, dict, MNIST]:
+    """The VAE saved in out_dir/vae.pt, the whole checkpoint, and its data (from `data` if given)."""
+    dev = pick_device(device)
+    path = Path(out_dir) / CHECKPOINT
+    state = load_checkpoint(path, CHECKPOINT_KEYS, train_hint(out_dir))
+    cfg = state["config"]
+    try:
+        vae = VAE(cfg["latent_dim"], cfg["hidden_units"], cfg["data_dim"])
+    except (KeyError, TypeError, RuntimeError):
+        raise UserError(f"{path} has an unusable config {cfg!r}: train again") from None
+    load_weights(vae.encoder, state["encoder"], path)
+    load_weights(vae.decoder, state["decoder"], path)
+    mnist = load_mnist(data or cfg.get("data"), cfg.get("train_size", 10000), cfg.get("binarize", "dynamic"), dev)
+    return vae.to(dev), state, mnist
+
+
+def evaluate_and_save(vae: VAE, data: MNIST, state: dict, out_dir: Path, iw_samples: int) -> dict:
+    """Compute the test metrics of a trained VAE and write them to out_dir/metrics.json."""
+    cfg = state["config"]
+    metrics = evaluate(vae, data.test_images, iw_samples, seed=cfg["seed"])
+    metrics.update(epochs=state.get("epoch", 0), train_seconds=round(state.get("train_seconds", 0.0), 2),
+                   binarize=cfg["binarize"], train_size=len(data.train_images), test_size=len(data.test_images),
+                   latent_dim=cfg["latent_dim"], data=data.source)
+    write_metrics(metrics, Path(out_dir) / "metrics.json")
+    note(f"test ELBO {metrics['test_elbo']:.2f} nats, IWAE log-likelihood (K={iw_samples}) "
+         f"{metrics['test_iwae_ll']:.2f} nats, on {len(data.test_images)} test images")
+    return metrics
+
+
+def run_training(cfg: Config, out_dir: Path, device: str = "auto", resume: bool = False,
+                 iw_samples: int = 1000) -> dict:
+    """Train (or resume) a VAE, then write out_dir/vae.pt, the figures and metrics.json; returns the metrics.
+
+    Everything the user gave is checked before anything in out_dir is written.
+    """
+    out_dir = Path(out_dir)
+    dev = pick_device(device)
+    require(cfg.lr > 0, f"--lr must be > 0, got {cfg.lr}")
+    saved = None
+    if resume:
+        saved = load_checkpoint(out_dir / CHECKPOINT, CHECKPOINT_KEYS + ("optimizer", "epoch", "rng", "history"),
+                                train_hint(out_dir))
+        cfg = Config(**{**saved["config"], "epochs": cfg.epochs, "data": cfg.data or saved["config"]["data"]})
+    data = load_mnist(cfg.data, cfg.train_size, cfg.binarize, dev)
+    cfg.data = data.source
+    seed_everything(cfg.seed)
+    vae = VAE(cfg.latent_dim, cfg.hidden_units, cfg.data_dim).to(dev)
+    optimizer = torch.optim.Adam(vae.parameters(), lr=cfg.lr)
+    state = {"epoch": 0, "history": {}, "train_seconds": 0.0}
+    if saved is not None:
+        load_weights(vae.encoder, saved["encoder"], out_dir / CHECKPOINT)
+        load_weights(vae.decoder, saved["decoder"], out_dir / CHECKPOINT)
+        optimizer.load_state_dict(saved["optimizer"])
+        set_rng_state(saved["rng"])
+        state = saved
+        if state["epoch"] >= cfg.epochs:
+            note(f"{out_dir / CHECKPOINT} already has {state['epoch']} epochs; raise --epochs to train more")
+    note(f"training on {len(data.train_images)} images from {data.source} ({cfg.binarize} binarization), "
+         f"device {dev}, out-dir {out_dir}")
+    resume_command = f"python hw5_vae.py train --resume --epochs {cfg.epochs} --out-dir {out_dir}"
+    checkpointer = Checkpointer(out_dir / CHECKPOINT, resume_command)
+    checkpointer.state = state if saved is not None else None
+    state = fit(vae, optimizer, data, cfg, checkpointer, state)
+    figures = make_figures(vae, data, state["history"], out_dir, cfg.seed)
+    note(f"figures: {', '.join(str(path) for path in figures)}")
+    return evaluate_and_save(vae, data, state, out_dir, iw_samples)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Command line
+
+app = App(help="Variational autoencoder on binarized MNIST (hw5 question 2).")
+OUT_DIR = typer.Option(Path("outputs/vae"), help="Folder for vae.pt, the figures and metrics.json.")
+DATA = typer.Option(None, help="MNIST: a Keras-layout .npz or a torchvision root folder "
+                               "[default: $HW5_MNIST, else ../shared/data/mnist10k.npz if present, else data/]")
+DEVICE = typer.Option("auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
+IW_SAMPLES = typer.Option(1000, min=1, help="Importance samples per test image for the log-likelihood estimate.")
+
+
+@app.command()
+def train(epochs: int = typer.Option(200, min=1, help="Epochs to train (with --resume: the total)."),
+          batch_size: int = typer.Option(100, min=1), lr: float = typer.Option(1e-3, help="Adam learning rate."),
+          latent_dim: int = typer.Option(2, min=1), hidden_units: int = typer.Option(500, min=1),
+          train_size: int = typer.Option(10000, min=0, help="Use the first N training images; 0 = all."),
+          binarize: Literal["dynamic", "round"] = typer.Option(
+              "dynamic", help="dynamic: a fresh Bernoulli draw of every image each epoch; round: fixed rounding."),
+          data: Optional[Path] = DATA, out_dir: Path = OUT_DIR, seed: int = 1234, device: str = DEVICE,
+          resume: bool = typer.Option(False, help="Continue the run saved in --out-dir, with its saved settings."),
+          iw_samples: int = IW_SAMPLES) -> None:
+    """Train the VAE, then save vae.pt, the figures and metrics.json in --out-dir."""
+    cfg = Config(latent_dim=latent_dim, hidden_units=hidden_units, epochs=epochs, batch_size=batch_size, lr=lr,
+                 train_size=train_size, binarize=binarize, data=str(data) if data else None, seed=seed)
+    run_training(cfg, out_dir, device, resume, iw_samples)
+
+
+@app.command()
+def plot(out_dir: Path = OUT_DIR, data: Optional[Path] = DATA, device: str = DEVICE) -> None:
+    """Redraw the figures from --out-dir/vae.pt."""
+    vae, state, mnist = restore(out_dir, data, device)
+    figures = make_figures(vae, mnist, state.get("history", {}), out_dir, state["config"]["seed"])
+    note(f"figures: {', '.join(str(path) for path in figures)}")
+
+
+@app.command("evaluate")
+def evaluate_command(out_dir: Path = OUT_DIR, iw_samples: int = IW_SAMPLES, data: Optional[Path] = DATA,
+                     device: str = DEVICE) -> None:
+    """Recompute the test ELBO and IWAE log-likelihood of --out-dir/vae.pt into metrics.json."""
+    vae, state, mnist = restore(out_dir, data, device)
+    evaluate_and_save(vae, mnist, state, out_dir, iw_samples)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,26 @@
+"""Shared fixtures: the real MNIST file the tests train on, and a CLI runner."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import hw5_utils
+
+MNIST_PATH = Path(os.environ.get(hw5_utils.MNIST_ENV) or hw5_utils.SHARED_MNIST)
+
+
+@pytest.fixture(scope="session")
+def mnist_path() -> Path:
+    """The Keras-layout MNIST .npz ($HW5_MNIST, default ../shared/data/mnist10k.npz)."""
+    if not MNIST_PATH.is_file():
+        pytest.skip(f"real MNIST not found at {MNIST_PATH}: set {hw5_utils.MNIST_ENV} to a Keras-layout .npz")
+    return MNIST_PATH
+
+
+@pytest.fixture
+def cli() -> CliRunner:
+    """typer's CliRunner; `result.stderr` holds what the command printed to stderr."""
+    return CliRunner()
