@@ -12,8 +12,10 @@ import json
 import math
 import os
 import random
+import shutil
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable, NamedTuple
 
@@ -156,9 +158,12 @@ def load_checkpoint(path: Path, required: Iterable[str], train_hint: str) -> dic
     path: the file; required: keys it must have; train_hint: the command that makes one (for the message).
     """
     path = Path(path)
-    require(path.is_file(), f"no checkpoint at {path}: train one first with `{train_hint}` (or pass --out-dir)")
+    require(path.is_file(), f"no checkpoint at {path}: pass the --out-dir you trained into, "
+                            f"or train with `{train_hint}`")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a corrupt file may warn before it fails; the error below says it all
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a corrupt file
         raise UserError(f"cannot read checkpoint {path} ({type(error).__name__}): delete it and train again") from None
     missing = [key for key in required if not isinstance(state, dict) or key not in state]
@@ -295,13 +300,17 @@ def _read_torchvision(root: Path) -> tuple[np.ndarray, ...]:
     """A torchvision MNIST root (downloading into it when online) -> (x_train, y_train, x_test, y_test)."""
     from torchvision.datasets import MNIST as TorchvisionMNIST
 
+    created = not root.exists()
     try:
         train, test = (TorchvisionMNIST(str(root), train=flag, download=True) for flag in (True, False))
     except Exception as error:
+        if created:  # leave no empty folders behind
+            shutil.rmtree(root, ignore_errors=True)
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:100]
         raise UserError(
-            f"MNIST is not in {root}/MNIST/raw and could not be downloaded ({type(error).__name__}). Put the "
-            f"four MNIST .gz files there, or pass --data FILE.npz (a Keras-layout file, e.g. "
-            f"../shared/data/mnist10k.npz), or set {MNIST_ENV}") from None
+            f"MNIST is not in {root}/MNIST/raw and could not be downloaded ({reason}). Put the four MNIST .gz "
+            f"files there, or pass --data FILE.npz (a Keras-layout file, e.g. ../shared/data/mnist10k.npz), "
+            f"or set {MNIST_ENV}") from None
     return train.data.numpy(), train.targets.numpy(), test.data.numpy(), test.targets.numpy()
 
 
@@ -368,7 +377,8 @@ def concat_images(images: Any, row: int, col: int, padding: int = 3) -> np.ndarr
     """
     images = torch.as_tensor(np.asarray(images), dtype=torch.float32).reshape(col, row, 1, 28, 28)
     grid = make_grid(images.transpose(0, 1).reshape(row * col, 1, 28, 28), nrow=col, padding=padding, pad_value=0)
-    return grid[0, padding:-padding or None, padding:-padding or None].numpy()
+    border = padding if row * col > 1 else 0  # make_grid pads around the outside too, except for a single image
+    return grid[0, border:grid.shape[1] - border, border:grid.shape[2] - border].numpy()
 
 
 def plot_image_grid(images: torch.Tensor, path: Path, title: str, col_labels: list[str] | None = None,

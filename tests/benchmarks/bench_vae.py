@@ -1,0 +1,116 @@
+"""VAE training speed: our epoch vs the matmul-FLOP bound and vs a DataLoader(MNIST(ToTensor())) loop.
+
+    python tests/benchmarks/bench_vae.py [--epochs 5]
+
+All three run the same model (784-500-2 / 2-500-784) on 10,000 MNIST images at batch 100:
+- bound: the time of the five large matrix products of every step (2 forward, 3 backward), nothing else;
+- ours: `hw5_vae.fit` (one tensor on the device, index batches, dynamic binarization, fused Adam);
+- DataLoader: the usual loop, torchvision's MNIST with transform=ToTensor(), shuffled, rounded to {0, 1}.
+The DataLoader loop uses torchvision's MNIST class (its per-item PIL + ToTensor path) over the same 10k images.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+import hw5_vae  # noqa: E402
+from hw5_utils import MNIST, Checkpointer, load_mnist  # noqa: E402
+
+BATCH, HIDDEN, PIXELS = 100, 500, 784
+
+
+def best_of(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        tic = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - tic)
+    return min(times)
+
+
+def gemm_bound_epoch(n_images: int) -> tuple[float, float]:
+    """Seconds per epoch spent in the five big matmuls alone, and the GFLOP/s they reach."""
+    x, h = torch.rand(BATCH, PIXELS), torch.rand(BATCH, HIDDEN)
+    w1, w2 = torch.rand(HIDDEN, PIXELS), torch.rand(PIXELS, HIDDEN)
+    g_out, g_hid = torch.rand(BATCH, PIXELS), torch.rand(BATCH, HIDDEN)
+
+    def step() -> None:
+        for _ in range(50):
+            x @ w1.T, h @ w2.T, g_hid.T @ x, g_out.T @ h, g_out @ w2  # fwd fc1, fwd fc2_dec, dW1, dW2, dh
+
+    per_step = best_of(step, 5) / 50
+    return per_step * n_images / BATCH, 5 * 2 * BATCH * PIXELS * HIDDEN / per_step / 1e9
+
+
+def ours_epoch(images: torch.Tensor, epochs: int) -> float:
+    cfg = hw5_vae.Config(epochs=1, binarize="dynamic")
+    data = MNIST(images, torch.zeros(len(images), dtype=torch.long), images[:100].round(), torch.zeros(100), "bench")
+    torch.manual_seed(0)
+    vae = hw5_vae.VAE()
+    optimizer = torch.optim.Adam(vae.parameters(), lr=1e-3, fused=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        state = {"epoch": 0, "history": {}, "train_seconds": 0.0}
+
+        def one_epoch() -> None:
+            cfg.epochs = state["epoch"] + 1
+            state.update(hw5_vae.fit(vae, optimizer, data, cfg, Checkpointer(Path(tmp) / "vae.pt", ""), state))
+
+        return best_of(one_epoch, epochs)
+
+
+def dataloader_epoch(images: torch.Tensor, epochs: int) -> float:
+    from torch.utils.data import DataLoader
+    from torchvision.datasets import MNIST as TorchvisionMNIST
+    from torchvision.datasets import VisionDataset
+    from torchvision.transforms import ToTensor
+
+    class InMemoryMNIST(TorchvisionMNIST):
+        """torchvision's MNIST (same __getitem__: uint8 -> PIL -> ToTensor) over images already in memory."""
+
+        def __init__(self, data: torch.Tensor) -> None:
+            VisionDataset.__init__(self, "", transform=ToTensor())
+            self.train, self.data, self.targets = False, data, torch.zeros(len(data), dtype=torch.long)
+
+    uint8_images = (images * 255).round().to(torch.uint8).view(-1, 28, 28)
+    loader = DataLoader(InMemoryMNIST(uint8_images), batch_size=BATCH, shuffle=True)
+    torch.manual_seed(0)
+    vae = hw5_vae.VAE()
+    optimizer = torch.optim.Adam(vae.parameters(), lr=1e-3)
+
+    def one_epoch() -> None:
+        for images, _ in loader:
+            x = images.view(len(images), -1).round()
+            elbo = vae(x)
+            optimizer.zero_grad()
+            (-elbo).backward()
+            optimizer.step()
+
+    return best_of(one_epoch, epochs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=5, help="timed epochs per loop (the best one is reported)")
+    args = parser.parse_args()
+    mnist = load_mnist(None, 0, "dynamic")
+    images = torch.cat([mnist.train_images, mnist.test_images])[:10000]
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.2f}")
+    bound, gflops = gemm_bound_epoch(len(images))
+    ours = ours_epoch(images, args.epochs)
+    baseline = dataloader_epoch(images, args.epochs)
+    print(f"{'matmul-FLOP bound':22s} {bound:6.3f} s/epoch  ({gflops:.0f} GFLOP/s in the five big matmuls)")
+    print(f"{'hw5_vae.fit':22s} {ours:6.3f} s/epoch  ({ours / bound:.2f}x the bound)")
+    print(f"{'DataLoader(ToTensor)':22s} {baseline:6.3f} s/epoch  (ours is {baseline / ours:.2f}x faster)")
+    print(f"projected 200 epochs of 10k images: {200 * ours:.0f} s of training")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""Tests of the shared helpers in hw5_utils.py."""
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+
+import hw5_utils
+from hw5_utils import UserError
+
+# ----------------------------------------------------------------------------------------------------
+# The course's image helpers, against the course's own loops
+
+
+def course_concat_images(images, row, col, padding=3):
+    """The course starter's concat_images, verbatim in behaviour: image i + j*row goes to row i, column j."""
+    result = np.zeros((28 * row + (row - 1) * padding, 28 * col + (col - 1) * padding))
+    for i in range(row):
+        for j in range(col):
+            top, left = i * 28 + i * padding, j * 28 + j * padding
+            result[top:top + 28, left:left + 28] = np.reshape(images[i + j * row], (28, 28))
+    return result
+
+
+@pytest.mark.parametrize("row, col, padding", [(10, 2, 3), (3, 11, 0), (1, 1, 5)])
+def test_concat_images_matches_the_course_layout(row, col, padding):
+    images = np.random.default_rng(0).random((row * col, 784))
+    np.testing.assert_allclose(hw5_utils.concat_images(images, row, col, padding),
+                               course_concat_images(images, row, col, padding), atol=1e-6)
+
+
+def test_batch_indices_and_array_to_image():
+    assert hw5_utils.batch_indices(0, 100, 100) == slice(0, 100)
+    assert hw5_utils.batch_indices(250, 100, 100) == slice(5000, 5100)  # wraps around every num_batches
+    x = torch.arange(784.0)
+    image = hw5_utils.array_to_image(x)
+    assert image.shape == (28, 28) and image[1, 0] == 28.0
+
+
+def test_plot_image_grid_writes_a_png(tmp_path):
+    path = hw5_utils.plot_image_grid(torch.rand(2, 3, 784), tmp_path / "grid.png", "title", ["a", "b", "c"], ["r1", "r2"])
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ----------------------------------------------------------------------------------------------------
+# MNIST loading
+
+
+def test_load_mnist_shapes_ranges_and_binarizations(mnist_path):
+    grey = hw5_utils.load_mnist(mnist_path, train_size=0, binarize="none")
+    with np.load(mnist_path) as raw:
+        expected_train = torch.as_tensor(raw["x_train"].reshape(-1, 784) / 255.0, dtype=torch.float32)
+        expected_labels = torch.as_tensor(raw["y_test"].astype(np.int64))
+    torch.testing.assert_close(grey.train_images, expected_train)
+    assert torch.equal(grey.test_labels, expected_labels)
+    assert grey.train_images.dtype == torch.float32 and grey.train_labels.dtype == torch.int64
+    assert grey.train_images.shape == (8000, 784) and grey.test_images.shape == (2000, 784)
+
+    rounded = hw5_utils.load_mnist(mnist_path, train_size=0, binarize="round")
+    assert torch.equal(rounded.train_images, expected_train.round())
+    dynamic = hw5_utils.load_mnist(mnist_path, train_size=0, binarize="dynamic")
+    assert torch.equal(dynamic.train_images, expected_train)  # grey: the trainer draws each epoch
+    assert torch.equal(dynamic.test_images, rounded.test_images)  # test images always rounded
+    assert set(rounded.test_images.unique().tolist()) == {0.0, 1.0}
+
+
+def test_load_mnist_train_size_takes_the_first_images_and_says_when_short(mnist_path, capsys):
+    small = hw5_utils.load_mnist(mnist_path, train_size=123)
+    full = hw5_utils.load_mnist(mnist_path, train_size=0)
+    assert torch.equal(small.train_images, full.train_images[:123])
+    assert "fewer than --train-size" not in capsys.readouterr().err
+    hw5_utils.load_mnist(mnist_path, train_size=10000)
+    assert "8000 training images, fewer than --train-size 10000" in capsys.readouterr().err
+
+
+def test_load_mnist_rejects_bad_arguments(mnist_path, tmp_path):
+    with pytest.raises(UserError, match="unknown binarization"):
+        hw5_utils.load_mnist(mnist_path, binarize="halftone")
+    with pytest.raises(UserError, match="no data file"):
+        hw5_utils.load_mnist(tmp_path / "absent.npz")
+    np.savez(tmp_path / "floats.npz", x_train=np.full((2, 28, 28), 3.0), y_train=np.zeros(2),
+             x_test=np.zeros((2, 28, 28)), y_test=np.zeros(2))
+    with pytest.raises(UserError, match="uint8 or floats in \\[0, 1\\]"):
+        hw5_utils.load_mnist(tmp_path / "floats.npz")
+
+
+def test_offline_torchvision_root_gives_one_clear_error_and_leaves_nothing(tmp_path, monkeypatch):
+    from torchvision.datasets import MNIST
+
+    def no_network(self):
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
+
+    monkeypatch.setattr(MNIST, "download", no_network)
+    root = tmp_path / "data"
+    with pytest.raises(UserError, match="could not be downloaded.*--data") as error:
+        hw5_utils.load_mnist(root)
+    assert "\n" not in str(error.value)
+    assert not root.exists()
+
+
+def test_default_source_follows_the_environment_variable(monkeypatch, tmp_path):
+    monkeypatch.setenv(hw5_utils.MNIST_ENV, str(tmp_path / "mine.npz"))
+    assert hw5_utils.default_mnist_source() == tmp_path / "mine.npz"
+    monkeypatch.delenv(hw5_utils.MNIST_ENV)
+    expected = hw5_utils.SHARED_MNIST if hw5_utils.SHARED_MNIST.exists() else hw5_utils.Path("data")
+    assert hw5_utils.default_mnist_source() == expected
+
+
+# ----------------------------------------------------------------------------------------------------
+# Seeds, RNG state, devices
+
+
+def draws():
+    return random.random(), float(np.random.rand()), torch.rand(3)
+
+
+def test_seed_everything_makes_all_three_generators_repeat():
+    hw5_utils.seed_everything(5)
+    first = draws()
+    hw5_utils.seed_everything(5)
+    second = draws()
+    assert first[:2] == second[:2] and torch.equal(first[2], second[2])
+
+
+def test_rng_state_round_trips_through_a_checkpoint(tmp_path):
+    hw5_utils.seed_everything(6)
+    hw5_utils.save_checkpoint({"rng": hw5_utils.get_rng_state()}, tmp_path / "rng.pt")
+    expected = draws()
+    draws()  # move every generator on
+    hw5_utils.set_rng_state(hw5_utils.load_checkpoint(tmp_path / "rng.pt", ["rng"], "")["rng"])
+    again = draws()
+    assert expected[:2] == again[:2] and torch.equal(expected[2], again[2])
+
+
+def test_pick_device():
+    assert hw5_utils.pick_device("cpu") == torch.device("cpu")
+    auto = hw5_utils.pick_device("auto")
+    assert auto.type == ("cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu")
+    for bad in ("tpu", "gpu0", f"cuda:{torch.cuda.device_count() + 3}"):
+        with pytest.raises(UserError):
+            hw5_utils.pick_device(bad)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Files: atomic checkpoints and metrics
+
+
+def test_checkpoint_round_trip_and_errors(tmp_path):
+    path = tmp_path / "run" / "model.pt"
+    hw5_utils.save_checkpoint({"weights": torch.arange(3), "config": {"zdim": 4}}, path)
+    loaded = hw5_utils.load_checkpoint(path, ["weights", "config"], "python x.py train")
+    assert torch.equal(loaded["weights"], torch.arange(3)) and loaded["config"] == {"zdim": 4}
+    assert [p.name for p in path.parent.iterdir()] == ["model.pt"]  # no temporary file left
+    with pytest.raises(UserError, match="missing optimizer"):
+        hw5_utils.load_checkpoint(path, ["weights", "optimizer"], "python x.py train")
+    with pytest.raises(UserError, match="no checkpoint at"):
+        hw5_utils.load_checkpoint(tmp_path / "absent.pt", ["weights"], "python x.py train")
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="cannot read checkpoint"):
+        hw5_utils.load_checkpoint(tmp_path / "bad.pt", ["weights"], "python x.py train")
+
+
+def test_a_failed_save_keeps_the_previous_file(tmp_path):
+    path = tmp_path / "model.pt"
+    hw5_utils.save_checkpoint({"version": 1}, path)
+    with pytest.raises(Exception):
+        hw5_utils.save_checkpoint({"version": 2, "unpicklable": lambda: None}, path)
+    assert torch.load(path, weights_only=True) == {"version": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
+
+
+def test_load_weights_reports_architecture_mismatch(tmp_path):
+    with pytest.raises(UserError, match="does not match"):
+        hw5_utils.load_weights(torch.nn.Linear(3, 4), torch.nn.Linear(3, 5).state_dict(), tmp_path / "m.pt")
+
+
+def test_write_metrics_is_json(tmp_path):
+    hw5_utils.write_metrics({"a": 1.5, "b": [1, 2]}, tmp_path / "metrics.json")
+    assert json.loads((tmp_path / "metrics.json").read_text()) == {"a": 1.5, "b": [1, 2]}
+
+
+# ----------------------------------------------------------------------------------------------------
+# The training guard
+
+
+def test_checkpointer_saves_snapshots_not_live_state(tmp_path):
+    weights = torch.zeros(2)
+    checkpointer = hw5_utils.Checkpointer(tmp_path / "ck.pt", "resume", every_seconds=0.0)
+    checkpointer.snapshot({"epoch": 1, "w": weights})  # every_seconds=0: written at once
+    weights += 5  # the live tensor moves on; the snapshot must not
+    assert torch.equal(torch.load(tmp_path / "ck.pt", weights_only=True)["w"], torch.zeros(2))
+
+
+def test_checkpointer_guard_saves_on_ctrl_c_and_check_finite_on_nan(tmp_path, capsys):
+    checkpointer = hw5_utils.Checkpointer(tmp_path / "ck.pt", "python x.py train --resume", every_seconds=1e9)
+    with pytest.raises(KeyboardInterrupt):
+        with checkpointer.guard():
+            checkpointer.snapshot({"epoch": 3})
+            assert not (tmp_path / "ck.pt").exists()
+            raise KeyboardInterrupt
+    assert torch.load(tmp_path / "ck.pt", weights_only=True) == {"epoch": 3}
+    assert "python x.py train --resume" in capsys.readouterr().err
+    checkpointer.check_finite(1.0, epoch=3)
+    with pytest.raises(UserError, match="became nan in epoch 5.*epoch 3"):
+        checkpointer.check_finite(float("nan"), epoch=4)
