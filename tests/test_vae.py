@@ -1,7 +1,10 @@
 """Tests of hw5_vae.py, named after the handout's items (question 2).
 
-Every function is checked against an independent reference: torch.distributions, a closed form, exact
-quadrature over a 1-D latent, or the course's own loops; never against itself.
+The graded tests (listed in tests/rubric.py) use only the course API: Encoder, Decoder and the VAE's methods,
+so they grade a student's file as well as the reference. Every function is checked against an independent
+reference: torch.distributions, a closed form, the network recomputed by hand, exact quadrature over a 1-D
+latent; never against itself. The tests after those check the trainer around the course API (evaluation,
+resume, Ctrl-C, the command line); they are not graded.
 """
 from __future__ import annotations
 
@@ -22,116 +25,172 @@ from torch.distributions import Bernoulli, Independent, MultivariateNormal, Norm
 from typer.testing import CliRunner
 
 import hw5_utils
-import hw5_vae
-from hw5_vae import VAE, Decoder, Encoder
+from grading import grading_cache
+
+# ----------------------------------------------------------------------------------------------------
+# Helpers: the course API driven from outside, and an independent ELBO
+
+
+def linear(module: nn.Module, in_features: int, out_features: int) -> list[nn.Linear]:
+    return [m for m in module.modules() if isinstance(m, nn.Linear) and (m.in_features, m.out_features)
+            == (in_features, out_features)]
+
+
+def reference_elbo(vae, x: torch.Tensor, samples: int = 1) -> torch.Tensor:
+    """Monte Carlo ELBO of binary images x (B, 784) with torch.distributions, averaged over the batch."""
+    mu, sigma_square = vae.encoder(x)
+    q = Independent(Normal(mu, sigma_square.sqrt()), 1)
+    z = q.rsample((samples,))  # (S, B, L)
+    log_px = Independent(Bernoulli(probs=vae.decoder(z.flatten(0, 1)).clamp(1e-7, 1 - 1e-7)), 1).log_prob(
+        x.repeat(samples, 1)).view(samples, -1)
+    log_pz = Independent(Normal(torch.zeros_like(z), torch.ones_like(z)), 1).log_prob(z)
+    return (log_px + log_pz - q.log_prob(z)).mean()
+
+
+def bernoulli_loglik(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """log Bernoulli(x; p) summed over pixels, by torch.distributions: x, p (B, 784) -> (B,)."""
+    return Bernoulli(probs=p.clamp(1e-6, 1 - 1e-6)).log_prob(x).sum(1)
+
+
+def train_briefly(vae, images: torch.Tensor, epochs: int, seed: int = 0) -> None:
+    """The course's training loop over binary images (N, 784): Adam on -elbo_loss, batches of 100."""
+    torch.manual_seed(seed)
+    optimizer = torch.optim.Adam(vae.parameters(), lr=1e-3)
+    for _ in range(epochs):
+        for start in range(0, len(images), 100):
+            x = images[start:start + 100]
+            mu, sigma_square = vae.encoder(x)
+            z = vae.sample_z(mu, sigma_square)
+            loss = -vae.elbo_loss(z, mu, sigma_square, x, vae.decoder(z))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+
+@pytest.fixture(scope="session")
+def digits(mnist_path):
+    """2000 rounded training digits and the 2000 test digits."""
+    return hw5_utils.load_mnist(mnist_path, train_size=2000, binarize="round")
+
+
+@pytest.fixture(scope="session")
+def trained(hw5_vae, digits):
+    """The VAE under test after 6 epochs on 2000 digits (trained once per grading run, then cached)."""
+    torch.manual_seed(12)
+    vae = hw5_vae.VAE(2, 500, 784)
+    cached = grading_cache("vae") / "trained.pt"
+    if cached.exists():
+        vae.load_state_dict(torch.load(cached, weights_only=True))
+    else:
+        train_briefly(vae, digits.train_images, epochs=6)
+        torch.save(vae.state_dict(), cached)
+    return vae.eval().requires_grad_(False)
+
 
 # ----------------------------------------------------------------------------------------------------
 # 2.a  Encoder and decoder
 
 
-def linear_layers(module: nn.Module) -> list[nn.Linear]:
-    return [m for m in module.modules() if isinstance(m, nn.Linear)]
-
-
-def test_2a_decoder_architecture_and_forward():
-    """Decoder: Linear(latent, 500) -> tanh -> Linear(500, 784) -> sigmoid, output (B, 784) in (0, 1)."""
+def test_2a_decoder_architecture_and_forward(hw5_vae):
+    """Decoder: Linear(latent, 500) -> tanh -> Linear(500, 784) -> sigmoid; output (B, 784) in (0, 1)."""
     torch.manual_seed(0)
-    decoder = Decoder(2, 500, 784)
-    first, second = linear_layers(decoder)
-    assert (first.in_features, first.out_features, second.in_features, second.out_features) == (2, 500, 500, 784)
+    decoder = hw5_vae.Decoder(2, 500, 784)
+    assert len([m for m in decoder.modules() if isinstance(m, nn.Linear)]) == 2, "exactly two linear layers"
+    (first,), (second,) = linear(decoder, 2, 500), linear(decoder, 500, 784)
     z = torch.randn(7, 2)
-    expected = torch.sigmoid(second.weight @ torch.tanh(first.weight @ z.T + first.bias[:, None]) + second.bias[:, None]).T
+    expected = torch.sigmoid(torch.tanh(z @ first.weight.T + first.bias) @ second.weight.T + second.bias)
     p = decoder(z)
     assert p.shape == (7, 784)
     torch.testing.assert_close(p, expected)
-    assert bool(((p > 0) & (p < 1)).all())
 
 
-def test_2a_encoder_outputs_mean_and_positive_variance():
-    """Encoder: tanh hidden layer, then a mean head and a log-variance head: (B, 784) -> (B, L), (B, L) > 0."""
+def test_2a_encoder_outputs_mean_and_positive_variance(hw5_vae):
+    """Encoder: tanh hidden layer, a mean head and a (log-)variance head: (B, 784) -> (B, L), (B, L) > 0."""
     torch.manual_seed(0)
-    encoder = Encoder(3, 500, 784)
-    hidden, mu_head, log_var_head = linear_layers(encoder)
+    encoder = hw5_vae.Encoder(3, 500, 784)
+    (hidden,), heads = linear(encoder, 784, 500), linear(encoder, 500, 3)
+    assert len(heads) == 2, "two heads of 500 -> latent"
     x = torch.rand(5, 784).round()
     h = torch.tanh(x @ hidden.weight.T + hidden.bias)
+    a, b = (h @ head.weight.T + head.bias for head in heads)
     mu, sigma_square = encoder(x)
-    torch.testing.assert_close(mu, h @ mu_head.weight.T + mu_head.bias)
-    torch.testing.assert_close(sigma_square, torch.exp(h @ log_var_head.weight.T + log_var_head.bias))
     assert mu.shape == sigma_square.shape == (5, 3)
+    assert bool((sigma_square > 0).all())
+    matches = [torch.allclose(mu, m, atol=1e-5) and any(torch.allclose(sigma_square, f(s), atol=1e-5)
+                                                         for f in (torch.exp, nn.functional.softplus))
+               for m, s in ((a, b), (b, a))]
+    assert any(matches), "mu must be one head's output, sigma_square = exp (or softplus) of the other's"
 
 
 # ----------------------------------------------------------------------------------------------------
 # 2.b  Densities and samplers
 
 
-def test_2b_i_logpdf_diagonal_gaussian_matches_torch_distributions():
+def test_2b_i_logpdf_diagonal_gaussian_matches_torch_distributions(hw5_vae):
     torch.manual_seed(1)
     z, mu = torch.randn(6, 4), torch.randn(6, 4)
     sigma_square = torch.rand(6, 4) + 0.1
-    expected = Independent(Normal(mu, sigma_square.sqrt()), 1).log_prob(z)
-    logprob = VAE.logpdf_diagonal_gaussian(z, mu, sigma_square)
+    logprob = hw5_vae.VAE(4, 8, 10).logpdf_diagonal_gaussian(z, mu, sigma_square)
     assert logprob.shape == (6,)
-    torch.testing.assert_close(logprob, expected)
+    torch.testing.assert_close(logprob, Independent(Normal(mu, sigma_square.sqrt()), 1).log_prob(z))
     # The same density as a full-covariance Gaussian with a diagonal covariance matrix.
     torch.testing.assert_close(logprob[0], MultivariateNormal(mu[0], torch.diag(sigma_square[0])).log_prob(z[0]))
 
 
-def test_2b_i_logpdf_diagonal_gaussian_broadcasts_a_prior_of_shape_latent():
+def test_2b_i_logpdf_diagonal_gaussian_broadcasts_a_prior_of_shape_latent(hw5_vae):
     torch.manual_seed(2)
     z = torch.randn(5, 3)
-    logprob = VAE.logpdf_diagonal_gaussian(z, torch.zeros(3), torch.ones(3))
+    logprob = hw5_vae.VAE(3, 8, 10).logpdf_diagonal_gaussian(z, torch.zeros(3), torch.ones(3))
     assert logprob.shape == (5,)
     torch.testing.assert_close(logprob, -0.5 * (z ** 2).sum(1) - 1.5 * math.log(2 * math.pi))
 
 
-def test_2b_ii_logpdf_bernoulli_matches_torch_distributions():
+def test_2b_ii_logpdf_bernoulli_matches_torch_distributions(hw5_vae):
     torch.manual_seed(3)
     p = torch.rand(4, 784) * 0.98 + 0.01
     x = torch.bernoulli(torch.rand(4, 784))
-    logprob = VAE.logpdf_bernoulli(x, p)
+    logprob = hw5_vae.VAE().logpdf_bernoulli(x, p)
     assert logprob.shape == (4,)
     torch.testing.assert_close(logprob, Bernoulli(probs=p).log_prob(x).sum(1), rtol=1e-5, atol=1e-3)
 
 
-def test_2b_ii_logpdf_bernoulli_is_finite_at_saturated_probabilities():
-    """p exactly 0 or 1 (a saturated sigmoid) where x agrees: log-probability 0, finite gradient."""
+def test_2b_ii_logpdf_bernoulli_is_finite_at_saturated_probabilities(hw5_vae):
+    """p exactly 0 or 1 (a saturated sigmoid) where x agrees: log-probability 0 and a finite gradient."""
     x = torch.tensor([[1.0, 0.0, 1.0, 0.0]])
     p = torch.tensor([[1.0, 0.0, 0.5, 0.5]], requires_grad=True)
-    logprob = VAE.logpdf_bernoulli(x, p)
-    torch.testing.assert_close(logprob, torch.tensor([2 * math.log(0.5)]))
+    logprob = hw5_vae.VAE().logpdf_bernoulli(x, p)
+    torch.testing.assert_close(logprob.detach(), torch.tensor([2 * math.log(0.5)]), rtol=0, atol=1e-4)
     logprob.sum().backward()
     assert torch.isfinite(p.grad).all()
-    # Disagreeing pixels are heavily penalized but never -inf or NaN.
-    worst = VAE.logpdf_bernoulli(torch.tensor([[0.0, 1.0]]), torch.tensor([[1.0, 0.0]]))
-    assert torch.isfinite(worst).all() and worst.item() < -100
 
 
-def test_2b_iii_sample_diagonal_gaussian_statistics():
+def test_2b_iii_sample_diagonal_gaussian_statistics(hw5_vae):
     torch.manual_seed(4)
     mu = torch.tensor([[-2.0, 0.5, 3.0]]).expand(200_000, 3)
     sigma_square = torch.tensor([[0.25, 1.0, 4.0]]).expand(200_000, 3)
-    z = VAE.sample_diagonal_gaussian(mu, sigma_square)
+    z = hw5_vae.VAE(3, 8, 10).sample_diagonal_gaussian(mu, sigma_square)
     assert z.shape == (200_000, 3)
-    # Standard errors: mean sigma/sqrt(n) <= 0.0045, variance ~ sigma^2 * sqrt(2/n) <= 0.013; 5 s.e. margins.
+    # Standard errors: of a mean sigma/sqrt(n) <= 0.0045, of a variance sigma^2 sqrt(2/n) <= 0.013; 5 s.e.
     torch.testing.assert_close(z.mean(0), mu[0], atol=0.025, rtol=0)
     torch.testing.assert_close(z.var(0), sigma_square[0], atol=0.07, rtol=0)
 
 
-def test_2b_iii_sample_diagonal_gaussian_is_reparameterized():
+def test_2b_iii_sample_diagonal_gaussian_is_reparameterized(hw5_vae):
     """z = mu + sigma * eps: dz/dmu = 1 and dz/dsigma_square = eps / (2 sigma) = (z - mu) / (2 sigma_square)."""
     torch.manual_seed(5)
     mu = torch.randn(8, 2, requires_grad=True)
     sigma_square = (torch.rand(8, 2) + 0.5).requires_grad_()
-    z = VAE.sample_diagonal_gaussian(mu, sigma_square)
+    z = hw5_vae.VAE().sample_diagonal_gaussian(mu, sigma_square)
     z.sum().backward()
+    assert mu.grad is not None and sigma_square.grad is not None, "no gradient reaches mu and sigma_square"
     torch.testing.assert_close(mu.grad, torch.ones(8, 2))
     torch.testing.assert_close(sigma_square.grad, ((z - mu) / (2 * sigma_square)).detach())
 
 
-def test_2b_iv_sample_bernoulli_values_dtype_and_mean():
+def test_2b_iv_sample_bernoulli_values_dtype_and_mean(hw5_vae):
     torch.manual_seed(6)
     p = torch.tensor([0.0, 0.1, 0.5, 0.9, 1.0]).expand(100_000, 5)
-    x = VAE.sample_Bernoulli(p)
+    x = hw5_vae.VAE().sample_Bernoulli(p)
     assert x.dtype == torch.float32 and x.shape == p.shape
     assert set(x.unique().tolist()) <= {0.0, 1.0}
     torch.testing.assert_close(x.mean(0), p[0], atol=0.008, rtol=0)  # 5 s.e. of a mean of 1e5 draws
@@ -141,57 +200,148 @@ def test_2b_iv_sample_bernoulli_values_dtype_and_mean():
 # 2.c  sample_z and the ELBO
 
 
-def test_2c_sample_z_draws_from_q():
+def test_2c_sample_z_draws_from_q(hw5_vae):
     torch.manual_seed(7)
-    vae = VAE(2, 16, 10)
     mu, sigma_square = torch.tensor([[1.0, -1.0]]).expand(100_000, 2), torch.tensor([[0.5, 2.0]]).expand(100_000, 2)
-    z = vae.sample_z(mu, sigma_square)
+    z = hw5_vae.VAE(2, 16, 10).sample_z(mu, sigma_square)
     torch.testing.assert_close(z.mean(0), mu[0], atol=0.03, rtol=0)
     torch.testing.assert_close(z.var(0), sigma_square[0], atol=0.06, rtol=0)
 
 
-def test_2c_elbo_loss_matches_torch_distributions():
-    """ELBO (Eq. 2) = batch mean of log p(x|z) + log p(z) - log q(z|x), a scalar."""
+def test_2c_elbo_loss_matches_torch_distributions(hw5_vae):
+    """ELBO (Eq. 2) = batch mean of log p(x|z) + log p(z) - log q(z|x), a scalar to maximize."""
     torch.manual_seed(8)
     z, mu = torch.randn(5, 2), torch.randn(5, 2)
     sigma_square = torch.rand(5, 2) + 0.2
     x, p = torch.bernoulli(torch.rand(5, 784)), torch.rand(5, 784) * 0.9 + 0.05
     expected = (Bernoulli(probs=p).log_prob(x).sum(1) + Normal(0.0, 1.0).log_prob(z).sum(1)
                 - Normal(mu, sigma_square.sqrt()).log_prob(z).sum(1)).mean()
-    elbo = VAE(2, 500, 784).elbo_loss(z, mu, sigma_square, x, p)
+    elbo = hw5_vae.VAE(2, 500, 784).elbo_loss(z, mu, sigma_square, x, p)
     assert elbo.dim() == 0
     torch.testing.assert_close(elbo, expected, rtol=1e-5, atol=1e-3)
 
 
-def test_2c_elbo_sign_and_scale_on_real_mnist(mnist_path):
+def test_2c_elbo_sign_and_scale_on_real_mnist(hw5_vae, digits):
     """An untrained decoder says p ~ 0.5 for every pixel: ELBO ~ 784 log 0.5 = -543 nats (a sum over pixels)."""
-    data = hw5_utils.load_mnist(mnist_path, train_size=500, binarize="round")
     torch.manual_seed(9)
-    elbo = VAE()(data.train_images).item()
-    assert -620 < elbo < -520
-
-
-def test_interpolate_mu_is_the_convex_combination():
-    mua, mub = torch.tensor([1.0, 2.0]), torch.tensor([-3.0, 0.0])
-    torch.testing.assert_close(VAE.interpolate_mu(mua, mub, 0.0), mub)
-    torch.testing.assert_close(VAE.interpolate_mu(mua, mub, 1.0), mua)
-    torch.testing.assert_close(VAE.interpolate_mu(mua, mub, 0.3), torch.tensor([0.3 - 2.1, 0.6]))
+    vae = hw5_vae.VAE(2, 500, 784)
+    x = digits.train_images[:500]
+    mu, sigma_square = vae.encoder(x)
+    z = vae.sample_z(mu, sigma_square)
+    assert -620 < vae.elbo_loss(z, mu, sigma_square, x, vae.decoder(z)).item() < -520
 
 
 # ----------------------------------------------------------------------------------------------------
-# Evaluation: ELBO and IWAE against exact quadrature over a one-dimensional latent
+# 2.d  Training on real MNIST
 
 
-def test_evaluate_matches_exact_likelihood_of_a_small_model():
+def test_2d_short_training_improves_the_test_elbo(hw5_vae, digits, trained):
+    """6 epochs on 2000 real digits take the test ELBO (measured independently) from -543 to above -200."""
+    torch.manual_seed(13)
+    untrained = hw5_vae.VAE(2, 500, 784)
+    with torch.no_grad():
+        before = reference_elbo(untrained, digits.test_images).item()
+        after = reference_elbo(trained, digits.test_images, samples=10).item()
+    assert before < -500
+    assert after > -200, f"test ELBO {after:.1f} nats after 6 epochs (a correct VAE reaches about -180)"
+
+
+# ----------------------------------------------------------------------------------------------------
+# 2.e  Figures, graded by what they show (each method returns what it drew)
+
+
+def judged_digitlike(images: torch.Tensor) -> float:
+    """Fraction of images (N, 784) that look like digits: placeholder until the shared judge lands."""
+    ink = images.mean(1)
+    return ((ink > 0.05) & (ink < 0.35)).float().mean().item()
+
+
+def test_2e_i_data_space_shows_means_and_bernoulli_samples(trained, tmp_path, deduct):
+    """At least 4 prior samples, each as p(x|z) beside a Bernoulli sample of it, looking like digits."""
+    torch.manual_seed(14)
+    images = trained.visualize_data_space(tmp_path / "data_space.png")
+    assert (tmp_path / "data_space.png").is_file(), "the figure was not saved to the given path"
+    images = torch.as_tensor(images).reshape(len(images), -1, 784)
+    if len(images) < 4:
+        deduct(1, f"only {len(images)} prior samples (at least 4 asked)")
+    means, samples = images[:, 0], images[:, -1]
+    binary = lambda t: set(t.unique().tolist()) <= {0.0, 1.0}  # noqa: E731
+    if images.shape[1] < 2 or binary(means) or not binary(samples):
+        deduct(1.5, "the figure needs both p(x|z) (grey means) and Bernoulli samples (binary)")
+    elif (bernoulli_loglik(samples, means) <= bernoulli_loglik(samples.roll(1, 0), means)).float().mean() > 0.2:
+        deduct(1.5, "the Bernoulli samples are not drawn from the means beside them")
+    if judged_digitlike(means) < 0.6:
+        deduct(3, "the prior samples do not look like digits")
+
+
+def test_2e_ii_latent_space_plots_one_mean_per_training_image(trained, digits, tmp_path, figure_spy, deduct):
+    """One point per training image at its latent mean, coloured by label; the labels separate."""
+    images, labels = digits.train_images, digits.train_labels
+    mu = trained.visualize_latent_space(images, labels, tmp_path / "latent.png")
+    assert (tmp_path / "latent.png").is_file(), "the figure was not saved to the given path"
+    expected = trained.encoder(images)[0]
+    torch.testing.assert_close(torch.as_tensor(mu), expected, msg="the plotted points are not the means of q(z|x)")
+    # What the saved figure shows: every point's colour, looked up by its position.
+    colours = {}
+    for axes in figure_spy[-1].axes:
+        for collection in axes.collections:
+            faces = collection.get_facecolors()
+            for k, (x, y) in enumerate(collection.get_offsets()):
+                colours[(round(float(x), 3), round(float(y), 3))] = tuple(faces[k % len(faces)].round(3))
+    shown = [colours.get((round(x, 3), round(y, 3))) for x, y in expected.tolist()]
+    if sum(c is not None for c in shown) < 0.95 * len(shown):
+        deduct(3, "the scatter does not show one point per training image at its latent mean")
+    else:
+        groups = [[c for c, label in zip(shown, labels.tolist()) if label == digit] for digit in range(10)]
+        majority = [max(set(group), key=group.count) for group in groups]
+        if any(group.count(m) < 0.95 * len(group) for group, m in zip(groups, majority)) or len(set(majority)) < 10:
+            deduct(1.5, "the points are not coloured by their digit")
+    centroids = torch.stack([expected[labels == d].mean(0) for d in range(10)])
+    accuracy = (torch.cdist(expected, centroids).argmin(1) == labels).float().mean().item()
+    assert accuracy > 0.4, f"digits do not separate in latent space (nearest-centroid accuracy {accuracy:.2f})"
+
+
+def test_2e_iii_interpolation_three_pairs_eleven_alphas(trained, digits, tmp_path, deduct):
+    """Three rows, each p(x|z) at z = alpha*mu_b + (1-alpha)*mu_a between two digits of different classes,
+    for alpha = 0, 0.1, ..., 1 (either direction). The pair is found back from each row's end points."""
+    images, labels = digits.train_images, digits.train_labels
+    decoded = torch.as_tensor(trained.visualize_inter_class_interpolation(images, labels, tmp_path / "i.png"))
+    assert (tmp_path / "i.png").is_file(), "the figure was not saved to the given path"
+    decoded = decoded.reshape(len(decoded), -1, 784)
+    if len(decoded) < 3:
+        deduct(1, f"{len(decoded)} interpolation pairs shown (3 asked)")
+    steps = decoded.shape[1]
+    if steps != 11:
+        deduct(1.5, f"{steps} values of alpha shown (11 asked: 0, 0.1, ..., 1)")
+    mu = trained.encoder(images)[0]
+    candidates = trained.decoder(mu)
+    for row in decoded:
+        a, b = torch.cdist(row[[0, -1]], candidates).argmin(1)
+        if steps == 11:
+            for k in range(11):
+                torch.testing.assert_close(row[k], trained.decoder((1 - k / 10) * mu[a] + k / 10 * mu[b]),
+                                           atol=1e-4, rtol=0, msg=f"column {k} is not p(x|z) at alpha = {k / 10}")
+        if labels[a] == labels[b]:
+            deduct(1, "a pair of images of the same digit (different classes asked)")
+            break
+
+
+# ----------------------------------------------------------------------------------------------------
+# The trainer around the course API (not graded): evaluation against exact quadrature
+
+
+def test_evaluate_matches_exact_likelihood_of_a_small_model(hw5_vae):
     """With z in R^1, log p(x) and the ELBO are integrals we can take on a grid: IWAE -> log p(x) >= ELBO."""
     torch.manual_seed(10)
-    vae = VAE(latent_dimension=1, hidden_units=8, data_dimension=6).double()
+    vae = hw5_vae.VAE(latent_dimension=1, hidden_units=8, data_dimension=6).double()
     with torch.no_grad():
-        for layer in linear_layers(vae.decoder):
-            layer.weight.mul_(3.0)  # a decoder whose output depends strongly on z: a non-trivial posterior
+        for layer in vae.decoder.modules():
+            if isinstance(layer, nn.Linear):
+                layer.weight.mul_(3.0)  # a decoder whose output depends strongly on z: a non-trivial posterior
     x = torch.bernoulli(torch.full((4, 6), 0.5, dtype=torch.float64))
     z = torch.linspace(-12, 12, 24001, dtype=torch.float64)
-    log_joint = VAE.logpdf_bernoulli(x[:, None, :], vae.decoder(z[:, None])[None]) + Normal(0.0, 1.0).log_prob(z)
+    log_joint = Bernoulli(probs=vae.decoder(z[:, None])[None]).log_prob(x[:, None, :]).sum(-1) + \
+        Normal(0.0, 1.0).log_prob(z)
     exact_log_px = torch.logsumexp(log_joint, 1) + math.log(z[1] - z[0])
     mu, sigma_square = vae.encoder(x)
     q = Normal(mu, sigma_square.sqrt())
@@ -204,105 +354,32 @@ def test_evaluate_matches_exact_likelihood_of_a_small_model():
     assert exact_elbo.mean() < exact_log_px.mean() - 0.05  # the bounds differ, so the checks above are sharp
 
 
-# ----------------------------------------------------------------------------------------------------
-# 2.d  Training on real MNIST
-
-
-def short_run(mnist_path: Path, out_dir: Path, epochs: int, **overrides) -> hw5_vae.Config:
-    cfg = hw5_vae.Config(epochs=epochs, train_size=1000, data=str(mnist_path), **overrides)
-    hw5_vae.run_training(cfg, out_dir, device="cpu", iw_samples=5)
-    return cfg
-
-
-def test_2d_short_training_improves_the_test_elbo(mnist_path, tmp_path):
+def test_fit_trains_with_dynamic_binarization(hw5_vae, mnist_path, tmp_path):
     data = hw5_utils.load_mnist(mnist_path, train_size=2000)
     torch.manual_seed(11)
-    vae = VAE()
-    with torch.no_grad():
-        before = vae(data.test_images).item()
-    cfg = hw5_vae.Config(epochs=4, train_size=2000)
-    optimizer = torch.optim.Adam(vae.parameters(), lr=cfg.lr)
-    state = hw5_vae.fit(vae, optimizer, data, cfg, hw5_utils.Checkpointer(tmp_path / "vae.pt", ""),
-                        {"epoch": 0, "history": {}, "train_seconds": 0.0})
-    after = hw5_vae.evaluate(vae, data.test_images, iw_samples=20)
-    assert before < -500
-    assert after["test_elbo"] > -215, after  # 4 epochs of 2000 digits already reach about -200
-    assert after["test_iwae_ll"] >= after["test_elbo"]
-    assert len(state["history"]["train_elbo"]) == 4 and state["epoch"] == 4
-
-
-# ----------------------------------------------------------------------------------------------------
-# 2.e  Figures (each returns what it drew)
-
-
-@pytest.fixture(scope="module")
-def trained(mnist_path, tmp_path_factory):
-    """A VAE trained briefly on 2000 real digits, with its data."""
-    data = hw5_utils.load_mnist(mnist_path, train_size=2000)
-    torch.manual_seed(12)
-    vae = VAE()
-    cfg = hw5_vae.Config(epochs=6, train_size=2000)
-    hw5_vae.fit(vae, torch.optim.Adam(vae.parameters(), lr=1e-3), data, cfg,
-                hw5_utils.Checkpointer(tmp_path_factory.mktemp("fig") / "vae.pt", ""),
-                {"epoch": 0, "history": {}, "train_seconds": 0.0})
-    return vae, data
-
-
-def test_2e_i_data_space_shows_means_and_bernoulli_samples(trained, tmp_path):
-    vae, _ = trained
-    torch.manual_seed(13)
-    images = vae.visualize_data_space(tmp_path / "data_space.png")
-    assert images.shape == (10, 2, 784)
-    means, samples = images[:, 0], images[:, 1]
-    assert set(samples.unique().tolist()) <= {0.0, 1.0}
-    assert not set(means.unique().tolist()) <= {0.0, 1.0}
-    # Bernoulli samples agree with their means: the mean's log-likelihood of its own sample is far above
-    # that of a sample from another row's mean.
-    own = VAE.logpdf_bernoulli(samples, means)
-    other = VAE.logpdf_bernoulli(samples.roll(1, 0), means)
-    assert (own > other).float().mean() >= 0.8
-    assert (tmp_path / "data_space.png").stat().st_size > 5000
-
-
-def test_2e_ii_latent_space_plots_one_mean_per_training_image(trained, tmp_path):
-    vae, data = trained
-    images = data.train_images.round()
-    mu = vae.visualize_latent_space(images, data.train_labels, tmp_path / "latent.png")
-    torch.testing.assert_close(mu, vae.encoder(images)[0])
-    # Labels separate in latent space: nearest class centroid classifies well above chance (10%).
-    centroids = torch.stack([mu[data.train_labels == d].mean(0) for d in range(10)])
-    accuracy = ((torch.cdist(mu, centroids).argmin(1) == data.train_labels).float().mean()).item()
-    assert accuracy > 0.4
-    assert (tmp_path / "latent.png").stat().st_size > 5000
-
-
-def test_2e_iii_interpolation_three_pairs_eleven_alphas(trained, tmp_path):
-    """Each row decodes alpha*z_b + (1-alpha)*z_a for alpha = 0, 0.1, ..., 1 between the means of two images
-    of different digits (the same pair is found back from the row's end points)."""
-    vae, data = trained
-    images, labels = data.train_images.round(), data.train_labels
-    decoded = vae.visualize_inter_class_interpolation(images, labels, tmp_path / "interp.png")
-    assert decoded.shape == (3, 11, 784)
-    mu = vae.encoder(images)[0]
-    for row, (a, b) in zip(decoded, hw5_vae.INTERPOLATION_PAIRS):
-        assert a != b
-        z_a = mu[labels == a][torch.cdist(row[:1], vae.decoder(mu[labels == a])).argmin()]
-        z_b = mu[labels == b][torch.cdist(row[-1:], vae.decoder(mu[labels == b])).argmin()]
-        for k in range(11):
-            torch.testing.assert_close(row[k], vae.decoder((1 - k / 10) * z_a + k / 10 * z_b), atol=1e-5, rtol=0)
-    assert (tmp_path / "interp.png").stat().st_size > 5000
+    vae = hw5_vae.VAE()
+    cfg = hw5_vae.Config(epochs=3, train_size=2000)
+    state = hw5_vae.fit(vae, torch.optim.Adam(vae.parameters(), lr=cfg.lr), data, cfg,
+                        hw5_utils.Checkpointer(tmp_path / "vae.pt", ""), {"epoch": 0, "history": {}, "train_seconds": 0.0})
+    assert state["epoch"] == 3 and len(state["history"]["train_elbo"]) == 3
+    assert state["history"]["test_elbo"][-1] > -215
+    assert state["history"]["train_elbo"][0] < state["history"]["train_elbo"][-1]
 
 
 def test_manifold_grid_decodes_prior_quantiles(trained, tmp_path):
-    vae, _ = trained
-    images = vae.visualize_manifold(tmp_path / "manifold.png", n=5)
+    images = trained.visualize_manifold(tmp_path / "manifold.png", n=5)
     assert images.shape == (5, 5, 784)
     corner = torch.tensor([[Normal(0, 1).icdf(torch.tensor(0.05)).item(), Normal(0, 1).icdf(torch.tensor(0.95)).item()]])
-    torch.testing.assert_close(images[0, 0], vae.decoder(corner)[0])  # top-left: low z1, high z2
+    torch.testing.assert_close(images[0, 0], trained.decoder(corner)[0])  # top-left: low z1, high z2
 
 
 # ----------------------------------------------------------------------------------------------------
 # Resume, Ctrl-C and NaN safety
+
+
+def short_run(hw5_vae, mnist_path: Path, out_dir: Path, epochs: int) -> None:
+    cfg = hw5_vae.Config(epochs=epochs, train_size=1000, data=str(mnist_path))
+    hw5_vae.run_training(cfg, out_dir, device="cpu", iw_samples=5)
 
 
 def saved_weights(out_dir: Path) -> dict:
@@ -316,47 +393,47 @@ def assert_same_weights(a: dict, b: dict) -> None:
         assert torch.equal(a[key], b[key]), key
 
 
-def test_resume_ends_with_exactly_the_weights_of_an_uninterrupted_run(mnist_path, tmp_path):
-    short_run(mnist_path, tmp_path / "straight", epochs=4)
-    short_run(mnist_path, tmp_path / "resumed", epochs=2)
+def test_resume_ends_with_exactly_the_weights_of_an_uninterrupted_run(hw5_vae, mnist_path, tmp_path):
+    short_run(hw5_vae, mnist_path, tmp_path / "straight", epochs=4)
+    short_run(hw5_vae, mnist_path, tmp_path / "resumed", epochs=2)
     hw5_vae.run_training(hw5_vae.Config(epochs=4), tmp_path / "resumed", device="cpu", resume=True, iw_samples=5)
     assert_same_weights(saved_weights(tmp_path / "straight"), saved_weights(tmp_path / "resumed"))
     assert torch.load(tmp_path / "resumed" / "vae.pt", weights_only=True)["epoch"] == 4
 
 
-def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(mnist_path, tmp_path, monkeypatch, capsys):
-    short_run(mnist_path, tmp_path / "straight", epochs=3)
+def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(hw5_vae, mnist_path, tmp_path, monkeypatch, capsys):
+    short_run(hw5_vae, mnist_path, tmp_path / "straight", epochs=3)
     calls = {"n": 0}
-    original_forward = VAE.forward
+    original_forward = hw5_vae.VAE.forward
 
     def interrupted_forward(self, x):
         calls["n"] += 1
-        if calls["n"] == 25:  # in the third epoch (10 batches per epoch)
+        if calls["n"] == 25:  # in the third epoch (10 batches and one test pass per epoch)
             raise KeyboardInterrupt
         return original_forward(self, x)
 
-    monkeypatch.setattr(VAE, "forward", interrupted_forward)
+    monkeypatch.setattr(hw5_vae.VAE, "forward", interrupted_forward)
     with pytest.raises(KeyboardInterrupt):
-        short_run(mnist_path, tmp_path / "resumed", epochs=3)
+        short_run(hw5_vae, mnist_path, tmp_path / "resumed", epochs=3)
     assert "--resume" in capsys.readouterr().err
     assert torch.load(tmp_path / "resumed" / "vae.pt", weights_only=True)["epoch"] == 2
-    monkeypatch.setattr(VAE, "forward", original_forward)
+    monkeypatch.setattr(hw5_vae.VAE, "forward", original_forward)
     hw5_vae.run_training(hw5_vae.Config(epochs=3), tmp_path / "resumed", device="cpu", resume=True, iw_samples=5)
     assert_same_weights(saved_weights(tmp_path / "straight"), saved_weights(tmp_path / "resumed"))
 
 
-def test_nan_loss_stops_with_the_last_good_checkpoint(mnist_path, tmp_path, monkeypatch):
+def test_nan_loss_stops_with_the_last_good_checkpoint(hw5_vae, mnist_path, tmp_path, monkeypatch):
     calls = {"n": 0}
-    original_elbo = VAE.elbo_loss
+    original_elbo = hw5_vae.VAE.elbo_loss
 
     def elbo_turning_nan(self, *args):
         calls["n"] += 1
         value = original_elbo(self, *args)
         return value * float("nan") if calls["n"] > 15 else value  # NaN from the second epoch on
 
-    monkeypatch.setattr(VAE, "elbo_loss", elbo_turning_nan)
+    monkeypatch.setattr(hw5_vae.VAE, "elbo_loss", elbo_turning_nan)
     with pytest.raises(hw5_utils.UserError, match="nan.*last good checkpoint"):
-        short_run(mnist_path, tmp_path, epochs=5)
+        short_run(hw5_vae, mnist_path, tmp_path, epochs=5)
     state = torch.load(tmp_path / "vae.pt", weights_only=True)
     assert state["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in state["decoder"].values())
@@ -369,7 +446,7 @@ FIGURES = ("data_space.png", "latent_space.png", "interpolation.png", "manifold.
 
 
 @pytest.fixture(scope="module")
-def cli_run(mnist_path, tmp_path_factory):
+def cli_run(hw5_vae, mnist_path, tmp_path_factory):
     """One real `train` run through the command line: 2 epochs on 500 digits."""
     out_dir = tmp_path_factory.mktemp("cli")
     result = CliRunner().invoke(hw5_vae.app, ["train", "--epochs", "2", "--train-size", "500", "--data", str(mnist_path),
@@ -391,7 +468,7 @@ def test_cli_train_writes_checkpoint_figures_and_metrics(cli_run):
     assert -400 < metrics["test_elbo"] <= metrics["test_iwae_ll"] < 0
 
 
-def test_cli_plot_and_evaluate_rebuild_from_the_checkpoint(cli_run, cli):
+def test_cli_plot_and_evaluate_rebuild_from_the_checkpoint(hw5_vae, cli_run, cli):
     _, out_dir = cli_run
     for name in FIGURES:
         (out_dir / name).unlink()
@@ -402,7 +479,7 @@ def test_cli_plot_and_evaluate_rebuild_from_the_checkpoint(cli_run, cli):
     assert json.loads((out_dir / "metrics.json").read_text())["iw_samples"] == 7
 
 
-def test_cli_help_on_every_command(cli):
+def test_cli_help_on_every_command(hw5_vae, cli):
     for command in ("train", "plot", "evaluate"):
         result = cli.invoke(hw5_vae.app, [command, "--help"])
         assert result.exit_code == 0 and "--out-dir" in result.output
@@ -443,7 +520,7 @@ def assert_one_line_error(result) -> None:
 
 
 @pytest.mark.parametrize("case", BAD_TRAIN_ARGS)
-def test_cli_bad_options_exit_2_with_one_line(case, cli, tmp_path, mnist_path):
+def test_cli_bad_options_exit_2_with_one_line(hw5_vae, case, cli, tmp_path, mnist_path):
     result = cli.invoke(hw5_vae.app, ["train", "--out-dir", str(tmp_path / "out"), "--data", str(mnist_path),
                                       *BAD_TRAIN_ARGS[case]])
     assert_one_line_error(result)
@@ -451,14 +528,14 @@ def test_cli_bad_options_exit_2_with_one_line(case, cli, tmp_path, mnist_path):
 
 
 @pytest.mark.parametrize("case", ["corrupt", "wrong_keys", "wrong_shape", "text", "missing"])
-def test_cli_bad_data_files_exit_2_with_one_line(case, cli, tmp_path):
+def test_cli_bad_data_files_exit_2_with_one_line(hw5_vae, case, cli, tmp_path):
     result = cli.invoke(hw5_vae.app, ["train", "--out-dir", str(tmp_path / "out"),
                                       "--data", str(bad_files(tmp_path)[case])])
     assert_one_line_error(result)
     assert not (tmp_path / "out").exists()
 
 
-def test_cli_bad_checkpoints_exit_2_with_one_line(cli, tmp_path, cli_run):
+def test_cli_bad_checkpoints_exit_2_with_one_line(hw5_vae, cli, tmp_path, cli_run):
     _, trained_dir = cli_run
     empty, corrupt, other_arch, not_vae = (tmp_path / name for name in ("empty", "corrupt", "other", "not_vae"))
     for folder in (empty, corrupt, other_arch, not_vae):
@@ -473,7 +550,7 @@ def test_cli_bad_checkpoints_exit_2_with_one_line(cli, tmp_path, cli_run):
             assert_one_line_error(cli.invoke(hw5_vae.app, [command, "--out-dir", str(folder)]))
 
 
-def test_bad_input_never_touches_existing_outputs(cli, tmp_path, cli_run):
+def test_bad_input_never_touches_existing_outputs(hw5_vae, cli, tmp_path, cli_run):
     _, trained_dir = cli_run
     before = {path.name: path.read_bytes() for path in trained_dir.iterdir()}
     corrupt = bad_files(tmp_path)["corrupt"]
@@ -483,7 +560,7 @@ def test_bad_input_never_touches_existing_outputs(cli, tmp_path, cli_run):
     assert {path.name: path.read_bytes() for path in trained_dir.iterdir()} == before
 
 
-def test_real_ctrl_c_in_a_subprocess_saves_and_prints_the_resume_command(mnist_path, tmp_path):
+def test_real_ctrl_c_in_a_subprocess_saves_and_prints_the_resume_command(hw5_vae, mnist_path, tmp_path):
     """SIGINT to a running `python hw5_vae.py train`: exit code 130, a loadable checkpoint, the resume command."""
     script = Path(hw5_vae.__file__)
     log = tmp_path / "stderr.txt"

@@ -1,0 +1,296 @@
+"""The autograder as a pytest plugin: points from tests/rubric.py, one forked process per test, results.json.
+
+Developers run `python -m pytest` as usual: every test runs, in process, and a test that would take rubric
+points off (`deduct`) fails, because the reference must earn every point. With `--results PATH` (or
+$HW5_RESULTS) the run grades: only the rubric's tests run, each in its own forked process with a timeout, so
+a submission that raises, loops, exits, crashes the interpreter, prints megabytes or changes global torch
+state loses only that test; `PATH` then receives Gradescope's results.json, whatever happens.
+
+$HW5_SUBMISSION names the folder with the student's hw5_vae.py / hw5_diffusion.py / hw5_gan.py (Gradescope's
+/autograder/submission); without it the tests grade the project's own scripts. The student's scripts always
+run with the project's hw5_utils.py.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import os
+import select
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+import rubric
+
+SUBMISSION_ENV, RESULTS_ENV, BUDGET_ENV, SCALE_ENV = "HW5_SUBMISSION", "HW5_RESULTS", "HW5_TIME_BUDGET", "HW5_TIMEOUT_SCALE"
+CACHE_ENV = "HW5_GRADING_CACHE"
+OUTPUT_LIMIT = 4000  # characters of a test's output kept in results.json
+
+# ----------------------------------------------------------------------------------------------------
+# The scripts under test
+
+
+class MissingScript(Exception):
+    """The submission has no such script."""
+
+
+def load_script(name: str) -> ModuleType:
+    """Import hw5_vae / hw5_diffusion / hw5_gan: the student's file under $HW5_SUBMISSION, else the project's.
+
+    A student's file is searched anywhere below the submission folder (students upload folders too).
+    """
+    folder = os.environ.get(SUBMISSION_ENV)
+    if not folder:
+        return importlib.import_module(name)
+    if name in sys.modules:
+        return sys.modules[name]
+    found = sorted(Path(folder).rglob(f"{name}.py"), key=lambda path: len(path.parts))
+    if not found:
+        raise MissingScript(f"{name}.py is not in the submission; submit it under exactly that name")
+    spec = importlib.util.spec_from_file_location(name, found[0])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # registered first, as a normal import does (dataclasses, pickling need it)
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def grading_cache(name: str) -> Path:
+    """A folder shared by every test of one grading run (each test runs in its own process), e.g. to train a
+    submission's model once and let several tests read it. Outside grading: a per-process temporary folder."""
+    root = os.environ.get(CACHE_ENV) or os.environ.setdefault(CACHE_ENV, tempfile.mkdtemp(prefix="hw5-cache-"))
+    path = Path(root) / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# ----------------------------------------------------------------------------------------------------
+# Options and the deduct fixture
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("hw5 grading")
+    group.addoption("--results", default=os.environ.get(RESULTS_ENV),
+                    help="grade: run the rubric's tests, each isolated, and write Gradescope's results.json here")
+
+
+def grading(config: pytest.Config) -> bool:
+    return bool(config.getoption("--results"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if grading(config):
+        config.pluginmanager.register(Grader(config), "hw5-grader")
+
+
+@pytest.fixture
+def deduct(request: pytest.FixtureRequest):
+    """deduct(points, reason): take rubric points off a test that otherwise passes.
+
+    When grading, the deductions are subtracted from the test's points. Outside grading, a deduction fails the
+    test: the reference implementation must earn every point.
+    """
+    records: list = []
+    request.node.user_properties.append(("deductions", records))
+
+    def take(points: float, reason: str) -> None:
+        if not grading(request.config):
+            pytest.fail(f"would lose {points} point(s): {reason}")
+        records.append([points, reason])
+
+    return take
+
+
+# ----------------------------------------------------------------------------------------------------
+# Isolation: each graded test in a forked process, killed at its timeout
+
+
+def truncate(text: str, limit: int = OUTPUT_LIMIT) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit // 2]}\n... [{len(text) - limit} characters cut] ...\n{text[-limit // 2:]}"
+
+
+def failed_report(item: pytest.Item, message: str, when: str = "call") -> pytest.TestReport:
+    return pytest.TestReport(nodeid=item.nodeid, location=item.location, keywords={}, outcome="failed",
+                             longrepr=message, when=when)
+
+
+def run_in_child(item: pytest.Item, write_fd: int) -> None:
+    """In the forked child: run the test's setup/call/teardown and send the reports to the parent."""
+    from _pytest.runner import runtestprotocol
+
+    os.setpgid(0, 0)  # its own process group: the parent can kill everything the test started
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    config = item.config
+    try:
+        import torch
+
+        torch.set_num_threads(1)  # Gradescope gives about half a core: extra threads only thrash
+        reports = runtestprotocol(item, log=False, nextitem=None)
+    except BaseException as error:  # pytest.exit, KeyboardInterrupt, ... raised by the code under test
+        reports = [failed_report(item, f"the test stopped the run: {type(error).__name__}: {error}")]
+    payload = []
+    for report in reports:
+        report.sections = [(title, truncate(text)) for title, text in report.sections]
+        if report.longrepr is not None:
+            report.longrepr = truncate(str(report.longrepr))
+        payload.append(config.hook.pytest_report_to_serializable(config=config, report=report))
+    with os.fdopen(write_fd, "w") as pipe:
+        json.dump(payload, pipe)
+    os._exit(0)
+
+
+def run_forked(item: pytest.Item, timeout: float) -> list[pytest.TestReport]:
+    """Run one test in a child process; a timeout, a crash or an exit becomes a failed report."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_fd)
+        try:
+            run_in_child(item, write_fd)
+        finally:
+            os._exit(1)
+    os.close(write_fd)
+    chunks, status, deadline = [], None, time.monotonic() + timeout
+    try:
+        while status is None and time.monotonic() < deadline:
+            ready, _, _ = select.select([read_fd], [], [], 0.2)
+            if ready:
+                chunk = os.read(read_fd, 1 << 16)
+                if chunk:
+                    chunks.append(chunk)
+                    continue
+            done, code = os.waitpid(pid, os.WNOHANG)
+            status = code if done else None
+    finally:
+        kill_group(pid)
+        if status is None:
+            status = os.waitpid(pid, 0)[1]
+        os.close(read_fd)
+    if not chunks and time.monotonic() >= deadline:
+        return [failed_report(item, f"timed out after {timeout:.0f} s (an endless loop, or far too slow)")]
+    try:
+        config = item.config
+        return [config.hook.pytest_report_from_serializable(config=config, data=data)
+                for data in json.loads(b"".join(chunks))]
+    except ValueError:
+        if os.WIFSIGNALED(status):
+            reason = f"the process was killed by signal {signal.Signals(os.WTERMSIG(status)).name}"
+        else:
+            reason = f"the process exited with code {os.WEXITSTATUS(status)} before the test finished"
+        return [failed_report(item, f"the test crashed: {reason} (exit, os._exit, a segfault or out of memory)")]
+
+
+def kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+# ----------------------------------------------------------------------------------------------------
+# The grader: selection, isolated runs, scores, results.json
+
+
+def rubric_key(nodeid: str) -> str:
+    """'tests/test_vae.py::test_x' -> 'test_vae.py::test_x', the rubric's key."""
+    return nodeid.split("tests/", 1)[-1]
+
+
+class Grader:
+    """Active with --results: grades the rubric's tests and writes results.json at the end of the session."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config, self.start = config, time.time()
+        self.results = Path(config.getoption("--results"))
+        self.outcomes: dict[str, dict] = {}
+        self.collect_errors: dict[str, str] = {}
+        config.option.tbstyle = "short"  # students read the failing line and its message, not our fixtures
+        os.environ[CACHE_ENV] = tempfile.mkdtemp(prefix="hw5-grading-")
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.collect_errors[rubric_key(report.nodeid)] = report.longreprtext
+
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        keep = [item for item in items if rubric_key(item.nodeid) in rubric.RUBRIC]
+        config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+        items[:] = keep
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool:
+        entry = rubric.RUBRIC[rubric_key(item.nodeid)]
+        remaining = rubric.time_budget() - (time.time() - self.start)
+        item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+        if remaining < 5:
+            reports = [failed_report(item, "not run: the autograder's time budget was used up by earlier tests")]
+        else:
+            reports = run_forked(item, min(entry.timeout * rubric.timeout_scale(), remaining))
+        for report in reports:
+            item.ihook.pytest_runtest_logreport(report=report)
+        item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+        return True
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        outcome = self.outcomes.setdefault(rubric_key(report.nodeid),
+                                           {"failed": False, "ran": False, "text": [], "deductions": []})
+        outcome["ran"] |= report.when == "call" and report.passed
+        if report.failed or report.skipped:
+            outcome["failed"] = True
+            what = "skipped" if report.skipped else f"failed in {report.when}"
+            outcome["text"].append(f"{what}:\n{report.longreprtext}")
+        outcome["text"].extend(f"{title}:\n{text}" for title, text in report.sections
+                               if report.when == "call" and text.strip())
+        for key, value in report.user_properties:
+            if key == "deductions":
+                outcome["deductions"].extend(value)
+
+    def pytest_sessionfinish(self) -> None:
+        tests = grade(self.outcomes, self.collect_errors)
+        write_results(self.results, tests, time.time() - self.start)
+        width = max(len(test["name"]) for test in tests)
+        lines = [f"{test['name']:{width}s}  {test['score']:5g} / {test['max_score']:g}" for test in tests]
+        sys.stdout.write("\n" + "\n".join(lines) + f"\nresults written to {self.results}\n")
+
+
+def grade(outcomes: dict, collect_errors: dict) -> list[dict]:
+    """One results.json test entry per rubric row, in the rubric's order."""
+    tests = []
+    for key, entry in rubric.RUBRIC.items():
+        outcome = outcomes.get(key)
+        if outcome is None:
+            error = collect_errors.get(key.split("::")[0]) or "the test was not collected (its file failed to load?)"
+            score, text = 0.0, f"not run: {error}"
+        elif outcome["failed"] or not outcome["ran"]:
+            score, text = 0.0, "\n".join(outcome["text"])
+        else:
+            lost = sum(points for points, _ in outcome["deductions"])
+            score = max(0.0, entry.points - lost)
+            notes = [f"-{points}: {reason}" for points, reason in outcome["deductions"]]
+            text = "\n".join(["passed with deductions:" if notes else "passed", *notes, *outcome["text"]])
+        tests.append({"name": f"{entry.number} {entry.title}", "number": entry.number, "score": score,
+                      "max_score": entry.points, "status": "passed" if score == entry.points else "failed",
+                      "output": truncate(text), "visibility": entry.visibility})
+    return tests
+
+
+def write_results(path: Path, tests: list[dict], execution_time: float, note: str = "") -> None:
+    """Gradescope's results.json (atomically): the total, the time, and one entry per test."""
+    score, total = sum(test["score"] for test in tests), sum(test["max_score"] for test in tests)
+    results = {"score": score, "execution_time": round(execution_time, 1),
+               "output": f"{score:g} / {total:g} points. {note}".strip(), "stdout_visibility": "hidden",
+               "tests": tests}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(results, indent=2))
+    os.replace(tmp, path)
