@@ -26,7 +26,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import typer  # noqa: E402
-from torchvision.utils import make_grid  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 # ----------------------------------------------------------------------------------------------------
@@ -375,6 +374,8 @@ def concat_images(images: Any, row: int, col: int, padding: int = 3) -> np.ndarr
 
     As in the course, the images fill the grid column by column: image i + j*row lands in row i, column j.
     """
+    from torchvision.utils import make_grid  # imported when needed: torchvision takes a second to import
+
     images = torch.as_tensor(np.asarray(images), dtype=torch.float32).reshape(col, row, 1, 28, 28)
     grid = make_grid(images.transpose(0, 1).reshape(row * col, 1, 28, 28), nrow=col, padding=padding, pad_value=0)
     border = padding if row * col > 1 else 0  # make_grid pads around the outside too, except for a single image
@@ -388,6 +389,8 @@ def plot_image_grid(images: torch.Tensor, path: Path, title: str, col_labels: li
 
     Column labels go on top, row labels on the left; empty labels hide the ticks.
     """
+    from torchvision.utils import make_grid
+
     rows, cols = images.shape[:2]
     pad = 2
     grid = make_grid(images.detach().float().cpu().reshape(rows * cols, 1, 28, 28), nrow=cols, padding=pad,
