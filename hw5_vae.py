@@ -8,6 +8,10 @@ The course's model: an encoder q(z|x) = N(mu(x), diag sigma_square(x)) (MLP 784-
 p(z) = N(0, I) and a decoder p(x|z) = Bernoulli(p(z)) (MLP 2-500-784, tanh then sigmoid). Training maximizes
 the ELBO  E_q[log p(x|z) + log p(z) - log q(z|x)], estimated with one reparameterized z per image (Eq. 2).
 All log-probabilities are in nats, summed over the 784 pixels.
+
+Training defaults differ from the course's in two ways, both measured (README): the KL term is computed in
+closed form (Eq. 1: the same objective with lower-variance gradients), and Adam's learning rate starts at
+3e-3 and decays along a cosine. In 200 epochs that reaches a test ELBO of -145 nats instead of -148.
 """
 from __future__ import annotations
 
@@ -37,7 +41,8 @@ class Config:
     data_dim: int = 784
     epochs: int = 200
     batch_size: int = 100
-    lr: float = 1e-3
+    lr: float = 3e-3            # peak Adam learning rate, decayed along a cosine to 0 over the epochs
+    kl: str = "analytic"        # 'analytic': Eq. 1, KL(q||p) in closed form; 'monte-carlo': Eq. 2 (elbo_loss)
     train_size: int = 10000    # the course trains on the first 10k MNIST images; 0 = all
     binarize: str = "dynamic"  # 'dynamic': a fresh Bernoulli image each epoch; 'round': the course's fixed rounding
     data: Optional[str] = None  # MNIST source (.npz or torchvision root); None = hw5_utils.default_mnist_source()
@@ -46,7 +51,7 @@ class Config:
 
 CHECKPOINT = "vae.pt"
 CHECKPOINT_KEYS = ("encoder", "decoder", "config")
-INTERPOLATION_PAIRS = ((0, 1), (2, 7), (4, 9))  # (from digit, to digit) for the 2.e.iii figure
+INTERPOLATION_PAIRS = ((0, 1), (2, 7), (3, 6))  # (from digit, to digit) for the 2.e.iii figure
 ALPHAS = [k / 10 for k in range(11)]            # alpha = 0, 0.1, ..., 1
 
 # ----------------------------------------------------------------------------------------------------
@@ -134,11 +139,23 @@ class VAE(nn.Module):
         log_p_x = self.logpdf_bernoulli(x, p)
         return (log_p_x + log_p_z - log_q).mean()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, D) -> the one-sample ELBO of the batch (a scalar)."""
+    @staticmethod
+    def kl_to_prior(mu: torch.Tensor, sigma_square: torch.Tensor) -> torch.Tensor:
+        """KL(N(mu, diag sigma_square) || N(0, I)) in closed form: mu, sigma_square (B, L) -> (B,)."""
+        return 0.5 * (mu ** 2 + sigma_square - torch.log(sigma_square) - 1).sum(-1)
+
+    def forward(self, x: torch.Tensor, kl: str = "analytic") -> torch.Tensor:
+        """x (B, D) -> the ELBO of the batch (a scalar) with one z per image.
+
+        kl='analytic' (Eq. 1): E_q[log p(x|z)] - KL(q || p(z)), the KL in closed form; kl='monte-carlo' (Eq. 2):
+        elbo_loss. Both estimate the same ELBO; Eq. 1 has less variance from the sampled z.
+        """
         mu, sigma_square = self.encoder(x)
         z = self.sample_z(mu, sigma_square)
-        return self.elbo_loss(z, mu, sigma_square, x, self.decoder(z))
+        p = self.decoder(z)
+        if kl == "analytic":
+            return (self.logpdf_bernoulli(x, p) - self.kl_to_prior(mu, sigma_square)).mean()
+        return self.elbo_loss(z, mu, sigma_square, x, p)
 
     @staticmethod
     def interpolate_mu(mua: torch.Tensor, mub: torch.Tensor, alpha: float = 0.5) -> torch.Tensor:
@@ -258,13 +275,15 @@ def fit(vae: VAE, optimizer: torch.optim.Optimizer, data: MNIST, cfg: Config, ch
     with checkpointer.guard():
         for epoch in bar:
             tic = time.perf_counter()
+            for group in optimizer.param_groups:  # cosine decay, a function of the epoch alone: resumes exactly
+                group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * epoch / cfg.epochs))
             x_epoch = x_train.index_select(0, torch.randperm(n, device=x_train.device))  # 10x faster than x[perm]
             if cfg.binarize == "dynamic":  # a fresh binary image each epoch: less overfitting than fixed rounding
                 x_epoch = (torch.rand_like(x_epoch) < x_epoch).float()  # = torch.bernoulli(x_epoch), 4x faster on CPU
             elbo_sum = torch.zeros((), device=x_train.device)
             for start in range(0, n, cfg.batch_size):
                 x = x_epoch[start:start + cfg.batch_size]
-                elbo = vae(x)
+                elbo = vae(x, cfg.kl)
                 optimizer.zero_grad(set_to_none=True)
                 (-elbo).backward()
                 optimizer.step()
@@ -427,7 +446,10 @@ IW_SAMPLES = typer.Option(1000, min=1, help="Importance samples per test image f
 
 @app.command()
 def train(epochs: int = typer.Option(200, min=1, help="Epochs to train (with --resume: the total)."),
-          batch_size: int = typer.Option(100, min=1), lr: float = typer.Option(1e-3, help="Adam learning rate."),
+          batch_size: int = typer.Option(100, min=1),
+          lr: float = typer.Option(3e-3, help="Peak Adam learning rate, decayed along a cosine to 0."),
+          kl: Literal["analytic", "monte-carlo"] = typer.Option(
+              "analytic", help="analytic: Eq. 1, KL in closed form; monte-carlo: Eq. 2, the course's elbo_loss."),
           latent_dim: int = typer.Option(2, min=1), hidden_units: int = typer.Option(500, min=1),
           train_size: int = typer.Option(10000, min=0, help="Use the first N training images; 0 = all."),
           binarize: Literal["dynamic", "round"] = typer.Option(
@@ -436,7 +458,7 @@ def train(epochs: int = typer.Option(200, min=1, help="Epochs to train (with --r
           resume: bool = typer.Option(False, help="Continue the run saved in --out-dir, with its saved settings."),
           iw_samples: int = IW_SAMPLES) -> None:
     """Train the VAE, then save vae.pt, the figures and metrics.json in --out-dir."""
-    cfg = Config(latent_dim=latent_dim, hidden_units=hidden_units, epochs=epochs, batch_size=batch_size, lr=lr,
+    cfg = Config(latent_dim=latent_dim, hidden_units=hidden_units, epochs=epochs, batch_size=batch_size, lr=lr, kl=kl,
                  train_size=train_size, binarize=binarize, data=str(data) if data else None, seed=seed)
     run_training(cfg, out_dir, device, resume, iw_samples)
 
