@@ -14,12 +14,23 @@ pytest_plugins = ["grading"]  # tests/grading.py: rubric points, isolation and r
 MNIST_PATH = Path(os.environ.get(hw5_utils.MNIST_ENV) or hw5_utils.SHARED_MNIST)
 
 
-@pytest.fixture(scope="session")
-def hw5_vae():
-    """The hw5_vae module under test: the submission's with $HW5_SUBMISSION set, else the project's."""
-    from grading import load_script
+def script_under_test(name: str):
+    """A fixture giving the module `name` under test: the submission's with $HW5_SUBMISSION set, else the
+    project's. Tests reach the scripts only through these fixtures, so that grading imports a student's file
+    inside each test's own process, where whatever it does at import time cannot harm the others."""
 
-    return load_script("hw5_vae")
+    @pytest.fixture(scope="session", name=name)
+    def module():
+        from grading import load_script
+
+        return load_script(name)
+
+    return module
+
+
+hw5_vae = script_under_test("hw5_vae")
+hw5_diffusion = script_under_test("hw5_diffusion")
+hw5_gan = script_under_test("hw5_gan")
 
 
 @pytest.fixture(scope="session")
