@@ -24,3 +24,16 @@ def mnist_path() -> Path:
 def cli() -> CliRunner:
     """typer's CliRunner; `result.stderr` holds what the command printed to stderr."""
     return CliRunner()
+
+
+@pytest.fixture(scope="session")
+def mnist_grey(mnist_path: Path) -> hw5_utils.MNIST:
+    """All of the real MNIST file, grey (what the GAN trains on and the judge scores against)."""
+    return hw5_utils.load_mnist(mnist_path, train_size=0, binarize="none")
+
+
+@pytest.fixture(scope="session")
+def judge(mnist_grey: hw5_utils.MNIST) -> hw5_utils.MNISTJudge:
+    """The MNIST judge: trained on the first use (well under a minute), then cached ($HW5_CACHE, else
+    ~/.cache/hw5), where the trainers' `evaluate` finds it too."""
+    return hw5_utils.load_judge(mnist_grey)
