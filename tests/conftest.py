@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 import hw5_utils
@@ -24,6 +25,19 @@ def mnist_path() -> Path:
 def cli() -> CliRunner:
     """typer's CliRunner; `result.stderr` holds what the command printed to stderr."""
     return CliRunner()
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one thread for a module of many small tensor operations (`pytestmark = usefixtures(...)`).
+
+    Small operations gain little from a second thread, and where other jobs share the CPU two OpenMP threads
+    spin-wait for each other: on a busy 2-core machine the GAN tests took 111 s with two threads, 9 s with one.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

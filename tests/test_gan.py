@@ -22,6 +22,9 @@ from typer.testing import CliRunner
 import hw5_gan
 import hw5_utils
 
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 # ----------------------------------------------------------------------------------------------------
 # Architecture, against the handout's table
 

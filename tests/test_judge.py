@@ -7,6 +7,8 @@ import torch
 
 import hw5_utils
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def test_judge_classifies_held_out_digits(judge, mnist_grey):
     accuracy = hw5_utils.judge_accuracy(judge, mnist_grey.test_images, mnist_grey.test_labels)
