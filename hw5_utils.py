@@ -1,13 +1,15 @@
 """Shared helpers for the hw5 trainers (hw5_vae.py, hw5_diffusion.py, hw5_gan.py).
 
 Sections, top to bottom: command line and errors · runtime (seeds, devices, RNG state) · files
-(checkpoints, metrics, figures) · the training guard (Ctrl-C and NaN safety) · MNIST data · image helpers.
+(checkpoints, metrics, figures) · the training guard (Ctrl-C and NaN safety) · MNIST data · image helpers ·
+the MNIST judge (a cached classifier that scores generated digits: Fréchet distance, class coverage).
 """
 from __future__ import annotations
 
 import contextlib
 import copy
 import functools
+import hashlib
 import json
 import math
 import os
@@ -25,7 +27,9 @@ matplotlib.use("Agg")  # figures are always written to files; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 import typer  # noqa: E402
+from torch import nn  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 # ----------------------------------------------------------------------------------------------------
@@ -409,3 +413,158 @@ def plot_image_grid(images: torch.Tensor, path: Path, title: str, col_labels: li
     for spine in ax.spines.values():
         spine.set_visible(False)
     return save_figure(fig, path)
+
+
+# ----------------------------------------------------------------------------------------------------
+# MNIST judge: a small classifier, trained once and cached, that scores generated digits (GAN, VAE)
+#
+# The Fréchet distance between judge features of generated and real test digits is FID with a digit
+# classifier in place of Inception: 0 for identical distributions, larger the further apart. The same
+# distance between two sets of real digits, of the same sizes, is the floor a perfect generator reaches.
+
+JUDGE_VERSION = 1          # bump when the judge's network or recipe changes: older cached judges are ignored
+JUDGE_MIN_ACCURACY = 0.98  # on the held-out real test digits
+CACHE_ENV = "HW5_CACHE"    # where the trained judge is cached [default: $XDG_CACHE_HOME/hw5, else ~/.cache/hw5]
+
+
+class MNISTJudge(nn.Module):
+    """A small CNN digit classifier: images (N, 784) or (N, 1, 28, 28) in [0, 1] -> logits (N, 10).
+
+    Strided convolutions keep it fast on a CPU; `features` gives the 128-d activations before the
+    classifier, the space in which generated and real digits are compared.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(1, 16, 4, stride=2, padding=1), nn.ReLU(),   # (16, 14, 14)
+            nn.Conv2d(16, 32, 4, stride=2, padding=1), nn.ReLU(),  # (32, 7, 7)
+            nn.Flatten(), nn.Linear(32 * 7 * 7, 128), nn.ReLU())   # (128,) features
+        self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(128, 10))
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """images (N, 784) or (N, 1, 28, 28) -> features (N, 128)."""
+        return self.body(images.reshape(-1, 1, 28, 28))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(images))
+
+
+def judge_cache_dir() -> Path:
+    """$HW5_CACHE if set, else $XDG_CACHE_HOME/hw5, else ~/.cache/hw5."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hw5"
+
+
+def _jitter(images: torch.Tensor) -> torch.Tensor:
+    """Random small rotations (±10°), scalings (±10%) and shifts (±2 px): (N, 1, 28, 28) -> same shape."""
+    n, dev = len(images), images.device
+    angle, scale = (torch.rand(n, device=dev) * 2 - 1) * math.radians(10), 1 + (torch.rand(n, device=dev) * 2 - 1) * 0.1
+    shift = (torch.rand(n, 2, device=dev) * 2 - 1) * (2 / 14)  # affine_grid coordinates span 2 per 28 pixels
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    return F.grid_sample(images, F.affine_grid(theta, list(images.shape), align_corners=False), align_corners=False)
+
+
+def train_judge(data: MNIST, steps: int = 1500, batch_size: int = 128, lr: float = 3e-3, seed: int = 0) -> MNISTJudge:
+    """Train an MNISTJudge on data's training images (jittered), on their device; returns it in eval mode.
+
+    The global RNGs are left as they were, so scoring inside a training run does not change the run.
+    """
+    images, labels = data.train_images.reshape(-1, 1, 28, 28), data.train_labels
+    with torch.random.fork_rng(devices=[images.device] if images.device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        judge = MNISTJudge().to(images.device)
+        optimizer = torch.optim.AdamW(judge.parameters(), lr=lr, weight_decay=1e-4)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps)
+        for _ in progress(range(steps), desc="MNIST judge", unit="step", leave=False):
+            batch = torch.randint(len(images), (batch_size,), device=images.device)
+            loss = F.cross_entropy(judge(_jitter(images[batch])), labels[batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+    return judge.eval()
+
+
+@torch.no_grad()
+def judge_accuracy(judge: MNISTJudge, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """The fraction of images (N, 784) classified as their labels (N,)."""
+    return (judge(images).argmax(1) == labels).float().mean().item()
+
+
+def _fingerprint(data: MNIST) -> str:
+    digest = hashlib.sha256(f"judge v{JUDGE_VERSION}".encode())
+    for tensor in data[:4]:
+        digest.update(tensor.cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def load_judge(data: MNIST, cache_dir: Path | None = None) -> MNISTJudge:
+    """The MNIST judge for this data, trained on its training digits the first time and cached after.
+
+    data: grey MNIST, all of it (`load_mnist(source, train_size=0, binarize="none")`); the cache file is
+    keyed by its contents, so another data set gets its own judge. cache_dir: default `judge_cache_dir()`.
+    Returns the judge in eval mode on the data's device, with its `test_accuracy` on data's test digits.
+    """
+    path = Path(cache_dir or judge_cache_dir()) / f"mnist_judge_{_fingerprint(data)}.pt"
+    judge = MNISTJudge()
+    try:
+        cached = torch.load(path, map_location="cpu", weights_only=True)
+        judge.load_state_dict(cached["weights"])
+        judge.test_accuracy = cached["test_accuracy"]
+        return judge.to(data.test_images.device).eval()
+    except FileNotFoundError:
+        note(f"training the MNIST judge once (under a minute on a CPU); it will be cached as {path}")
+    except Exception as error:  # a corrupt or outdated cache file: train a fresh judge over it
+        note(f"cannot use the cached MNIST judge {path} ({type(error).__name__}); training it again")
+    tic = time.perf_counter()
+    judge = train_judge(data)
+    judge.test_accuracy = judge_accuracy(judge, data.test_images, data.test_labels)
+    seconds = time.perf_counter() - tic
+    note(f"MNIST judge: {judge.test_accuracy:.2%} test accuracy on {len(data.test_images)} digits, trained in "
+         f"{seconds:.0f} s")
+    if judge.test_accuracy < JUDGE_MIN_ACCURACY:
+        note(f"warning: the judge's accuracy is below {JUDGE_MIN_ACCURACY:.0%}; its scores are less reliable")
+    state = {"weights": {k: v.cpu() for k, v in judge.state_dict().items()}, "test_accuracy": judge.test_accuracy,
+             "train_seconds": seconds, "version": JUDGE_VERSION, "data": data.source}
+    save_checkpoint(state, path)
+    return judge
+
+
+def frechet_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets (N, D) and (M, D).
+
+    |mu_a - mu_b|^2 + tr(C_a + C_b - 2 (C_a C_b)^(1/2)); the trace of the square root is the sum of the
+    square roots of the eigenvalues of C_a^(1/2) C_b C_a^(1/2), which is symmetric (computed in float64).
+    """
+    a, b = features_a.double(), features_b.double()
+    mean_a, mean_b, cov_a, cov_b = a.mean(0), b.mean(0), torch.cov(a.T), torch.cov(b.T)
+    values, vectors = torch.linalg.eigh(cov_a)
+    root_a = vectors @ torch.diag(values.clamp_min(0).sqrt()) @ vectors.T
+    cross = torch.linalg.eigvalsh(root_a @ cov_b @ root_a).clamp_min(0).sqrt().sum()
+    return ((mean_a - mean_b).square().sum() + cov_a.trace() + cov_b.trace() - 2 * cross).item()
+
+
+@torch.no_grad()
+def judge_digits(judge: MNISTJudge, samples: torch.Tensor, data: MNIST, n: int = 2000, seed: int = 0) -> dict:
+    """Score generated digits samples (N, 784) or (N, 1, 28, 28) in [0, 1] with the judge.
+
+    Compares them with the first n real test digits of data (all of them when fewer). The floor compares
+    n real training digits (a seeded choice) with the same test digits. Returns frechet_distance,
+    floor_frechet_distance, class_histogram (fraction of samples per predicted digit 0-9), classes_covered
+    (digits with at least 5% of the samples), mean_confidence (mean top softmax probability), n_samples.
+    """
+    real = data.test_images[:n]
+    chosen = torch.randperm(len(data.train_images), generator=torch.Generator().manual_seed(seed))[:len(real)]
+    reference = data.train_images[chosen.to(data.train_images.device)]
+    features, real_features = judge.features(samples.to(real.device)), judge.features(real)
+    probabilities = judge.head(features).softmax(1)
+    histogram = torch.bincount(probabilities.argmax(1), minlength=10).float() / len(features)
+    return {"frechet_distance": frechet_distance(features, real_features),
+            "floor_frechet_distance": frechet_distance(judge.features(reference), real_features),
+            "class_histogram": [round(p, 4) for p in histogram.tolist()],
+            "classes_covered": int((histogram >= 0.05).sum()),
+            "mean_confidence": probabilities.max(1).values.mean().item(),
+            "n_samples": len(features)}

@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 import hw5_utils
@@ -61,3 +62,29 @@ def figure_spy(monkeypatch):
 
     monkeypatch.setattr(Figure, "savefig", recording_savefig)
     return saved
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one thread for a module of many small tensor operations (`pytestmark = usefixtures(...)`).
+
+    Small operations gain little from a second thread, and where other jobs share the CPU two OpenMP threads
+    spin-wait for each other: on a busy 2-core machine the GAN tests took 111 s with two threads, 9 s with one.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def mnist_grey(mnist_path: Path) -> hw5_utils.MNIST:
+    """All of the real MNIST file, grey (what the GAN trains on and the judge scores against)."""
+    return hw5_utils.load_mnist(mnist_path, train_size=0, binarize="none")
+
+
+@pytest.fixture(scope="session")
+def judge(mnist_grey: hw5_utils.MNIST) -> hw5_utils.MNISTJudge:
+    """The MNIST judge: trained on the first use (well under a minute), then cached ($HW5_CACHE, else
+    ~/.cache/hw5), where the trainers' `evaluate` finds it too."""
+    return hw5_utils.load_judge(mnist_grey)

@@ -1,0 +1,565 @@
+"""Generative adversarial network on MNIST (homework 5, GAN question).
+
+    python hw5_gan.py train --epochs 100             # the course's networks; writes outputs/gan/
+    python hw5_gan.py train --arch dcgan --epochs 30 # a DCGAN pair: much better digits
+    python hw5_gan.py sample --n 64                  # a grid of new digits from outputs/gan/gan.pt
+    python hw5_gan.py evaluate                       # Fréchet distance and class coverage (metrics.json)
+
+A generator G maps noise z ~ U[-1, 1]^zdim to a 28x28 image in [0, 1]; a discriminator D maps an image to
+a logit, D(x) = sigmoid(logit) being its belief that x is real. They play the minimax game
+min_G max_D  E_x[log D(x)] + E_z[log(1 - D(G(z)))]. D maximizes it (binary cross-entropy with real -> 1,
+fake -> 0). G would minimize log(1 - D(G(z))), whose gradient vanishes while D rejects G's samples
+confidently (early training), so by default it minimizes -log D(G(z)) instead (the non-saturating loss);
+`--loss minimax` keeps the original to show the difference.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal, Optional
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+import typer
+from PIL import Image, ImageDraw
+from torch import nn
+from torchvision.utils import make_grid
+
+from hw5_utils import (MNIST, App, Checkpointer, UserError, get_rng_state, judge_digits, load_checkpoint, load_judge,
+                       load_mnist, load_weights, note, pick_device, plot_image_grid, progress, require, save_figure,
+                       seed_everything, set_rng_state, write_metrics)
+
+# ----------------------------------------------------------------------------------------------------
+# Hyperparameters (the command line's defaults)
+
+
+@dataclass
+class Config:
+    zdim: int = 64
+    arch: str = "course"         # 'course': the handout's DNet/GNet; 'dcgan': DCGANDiscriminator/DCGANGenerator
+    loss: str = "nonsaturating"  # the generator's loss: 'nonsaturating' -log D(G(z)), or 'minimax' log(1 - D(G(z)))
+    epochs: int = 100
+    batch_size: int = 256
+    lr: float = 2e-4
+    iter_d: int = 1              # discriminator steps per batch
+    iter_g: int = 1              # generator steps per batch
+    train_size: int = 0          # use the first N training images; 0 = all
+    data: Optional[str] = None   # MNIST source (.npz or torchvision root); None = hw5_utils.default_mnist_source()
+    seed: int = 2                # the course seeds torch with 2
+
+
+ARCHS = ("course", "dcgan")
+LOSSES = ("nonsaturating", "minimax")
+ADAM_BETAS = {"course": (0.9, 0.999), "dcgan": (0.5, 0.999)}  # the course's Adam defaults; DCGAN's beta1 = 0.5
+DCGAN_WIDTH = 64       # channels of the DCGAN pair's first (D) and last (G) hidden layer
+CHECKPOINT = "gan.pt"
+CHECKPOINT_KEYS = ("gen", "disc", "config")
+GRID_EVERY = 10        # the course's test_{epoch}.png: at epoch 0 and every 10 epochs (and the last)
+N_FIXED = 64           # fixed noise vectors: the 8x8 grids and the progression GIF
+EVAL_SAMPLES = 2000    # generated digits scored by the judge (against as many real test digits)
+
+# ----------------------------------------------------------------------------------------------------
+# Model: the course's networks
+
+
+class DNet(nn.Module):
+    """The course's discriminator: images (N, 1, 28, 28) -> logits (N, 1)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 2, kernel_size=3, stride=1, padding=1)  # (2, 28, 28)
+        self.relu1 = nn.ReLU()
+        self.pool1 = nn.MaxPool2d(2)                                       # (2, 14, 14)
+        self.conv2 = nn.Conv2d(2, 4, kernel_size=3, stride=1, padding=1)  # (4, 14, 14)
+        self.relu2 = nn.ReLU()
+        self.pool2 = nn.MaxPool2d(2)                                       # (4, 7, 7)
+        self.conv3 = nn.Conv2d(4, 8, kernel_size=3, stride=1, padding=0)  # (8, 5, 5)
+        self.relu3 = nn.ReLU()
+        self.fc = nn.Linear(200, 1)
+        self._weight_init()
+
+    def _weight_init(self) -> None:
+        """Kaiming-uniform weights and zero biases for every convolution and linear layer."""
+        for layer in self.children():
+            if isinstance(layer, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_uniform_(layer.weight)
+                nn.init.zeros_(layer.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool1(self.relu1(self.conv1(x)))
+        x = self.pool2(self.relu2(self.conv2(x)))
+        x = self.relu3(self.conv3(x))
+        return self.fc(x.flatten(1))
+
+
+class GNet(nn.Module):
+    """The course's generator: z (N, zdim) -> images (N, 1, 28, 28) in [0, 1]."""
+
+    def __init__(self, zdim: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(zdim, 1568)                                    # viewed as (32, 7, 7)
+        self.lrelu1 = nn.LeakyReLU(0.2)
+        self.up1 = nn.Upsample(scale_factor=2)                             # (32, 14, 14)
+        self.conv1 = nn.Conv2d(32, 16, kernel_size=3, stride=1, padding=1)  # (16, 14, 14)
+        self.lrelu2 = nn.LeakyReLU(0.2)
+        self.up2 = nn.Upsample(scale_factor=2)                             # (16, 28, 28)
+        self.conv2 = nn.Conv2d(16, 8, kernel_size=3, stride=1, padding=1)  # (8, 28, 28)
+        self.lrelu3 = nn.LeakyReLU(0.2)
+        self.conv3 = nn.Conv2d(8, 1, kernel_size=3, stride=1, padding=1)   # (1, 28, 28)
+        self.sigmoid = nn.Sigmoid()
+        self._weight_init()
+
+    _weight_init = DNet._weight_init
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = self.lrelu1(self.fc(z)).view(-1, 32, 7, 7)
+        x = x.contiguous(memory_format=torch.channels_last)  # the convolutions' layout (see GAN): no reordering
+        x = self.lrelu2(self.conv1(self.up1(x)))
+        x = self.lrelu3(self.conv2(self.up2(x)))
+        return self.sigmoid(self.conv3(x))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Model: a DCGAN pair for 28x28 digits (strided and transposed convolutions, BatchNorm)
+
+
+def _dcgan_init(module: nn.Module) -> None:
+    """The DCGAN paper's initialization: weights ~ N(0, 0.02); BatchNorm scales ~ N(1, 0.02); biases 0."""
+    for layer in module.modules():
+        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(layer.weight, 0.0, 0.02)
+        elif isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            nn.init.normal_(layer.weight, 1.0, 0.02)
+        if getattr(layer, "bias", None) is not None:
+            nn.init.zeros_(layer.bias)
+
+
+class DCGANDiscriminator(nn.Module):
+    """images (N, 1, 28, 28) -> logits (N, 1): two stride-2 convolutions with LeakyReLU(0.2), then linear."""
+
+    def __init__(self, width: int = DCGAN_WIDTH) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(1, width, 4, stride=2, padding=1), nn.LeakyReLU(0.2),  # (w, 14, 14)
+            nn.Conv2d(width, 2 * width, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(2 * width),
+            nn.LeakyReLU(0.2),                                                # (2w, 7, 7)
+            nn.Flatten(), nn.Linear(2 * width * 7 * 7, 1))
+        _dcgan_init(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class DCGANGenerator(nn.Module):
+    """z (N, zdim) -> images (N, 1, 28, 28) in [0, 1]: linear to (2w, 7, 7), two stride-2 transposed convs."""
+
+    def __init__(self, zdim: int, width: int = DCGAN_WIDTH) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(zdim, 2 * width * 7 * 7, bias=False), nn.BatchNorm1d(2 * width * 7 * 7), nn.ReLU(),
+            nn.Unflatten(1, (2 * width, 7, 7)),
+            nn.ConvTranspose2d(2 * width, width, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(width),
+            nn.ReLU(),                                                        # (w, 14, 14)
+            nn.ConvTranspose2d(width, 1, 4, stride=2, padding=1), nn.Sigmoid())  # (1, 28, 28)
+        _dcgan_init(self)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Losses, on the discriminator's logits (BCE-with-logits is the numerically safe form of log sigmoid)
+
+
+def discriminator_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
+    """-(mean log D(x) + mean log(1 - D(G(z)))): BCE with real -> 1 plus BCE with fake -> 0; logits (B, 1)."""
+    return (F.binary_cross_entropy_with_logits(logits_real, torch.ones_like(logits_real))
+            + F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake)))
+
+
+def generator_loss(logits_fake: torch.Tensor, kind: str = "nonsaturating") -> torch.Tensor:
+    """The generator's loss on D's logits for G(z), (B, 1) -> a scalar.
+
+    nonsaturating: mean -log D(G(z)) (BCE with fake -> 1); its gradient -(1 - D(G(z))) per logit is largest
+      where D rejects the fake. minimax: mean log(1 - D(G(z))) (minus BCE with fake -> 0); its gradient
+      -D(G(z)) per logit vanishes there, so G learns little while D wins.
+    """
+    if kind == "minimax":
+        return -F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake))
+    return F.binary_cross_entropy_with_logits(logits_fake, torch.ones_like(logits_fake))
+
+
+class GAN:
+    """The course's GAN: a generator `gen`, a discriminator `disc`, their losses and `train`."""
+
+    def __init__(self, zdim: int = 64, arch: str = "course", loss: str = "nonsaturating",
+                 device: torch.device | str = "auto", seed: int = 2) -> None:
+        """zdim: noise dimension; arch: 'course' or 'dcgan'; loss: the generator's ('nonsaturating' or
+        'minimax'); seed: torch's seed before the networks are initialized (the course's 2)."""
+        require(arch in ARCHS, f"unknown architecture '{arch}': use {' or '.join(ARCHS)}")
+        require(loss in LOSSES, f"unknown generator loss '{loss}': use {' or '.join(LOSSES)}")
+        seed_everything(seed)
+        self._dev = pick_device(device) if isinstance(device, str) else device
+        self._zdim, self.arch, self.loss, self.seed = zdim, arch, loss, seed
+        # Channels-last weights (NHWC) let oneDNN/cuDNN run the convolutions without reordering each time.
+        layout = {"device": self._dev, "memory_format": torch.channels_last}
+        self.disc = (DNet() if arch == "course" else DCGANDiscriminator()).to(**layout)
+        self.gen = (GNet(zdim) if arch == "course" else DCGANGenerator(zdim)).to(**layout)
+
+    def sample_z(self, n: int) -> torch.Tensor:
+        """n noise vectors z ~ U[-1, 1]^zdim, (n, zdim)."""
+        return 2 * torch.rand(n, self._zdim, device=self._dev) - 1
+
+    def _get_loss_d(self, batch_size: int, batch_data: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """The discriminator's loss on real images batch_data (B, 1, 28, 28) and fakes G(z), z (B, zdim).
+
+        batch_size is the course's argument (B); the labels follow the logits' shapes. G(z) is detached:
+        this loss trains D only.
+        """
+        return discriminator_loss(self.disc(batch_data), self.disc(self.gen(z).detach()))
+
+    def _get_loss_g(self, batch_size: int, z: torch.Tensor) -> torch.Tensor:
+        """The generator's loss (non-saturating unless built with loss='minimax') for z (B, zdim)."""
+        return generator_loss(self.disc(self.gen(z)), self.loss)
+
+    @torch.no_grad()
+    def generate(self, z: torch.Tensor, chunk: int = 1000) -> torch.Tensor:
+        """G(z) in eval mode (BatchNorm's running statistics): z (N, zdim) -> images (N, 1, 28, 28)."""
+        self.gen.eval()
+        images = torch.cat([self.gen(part) for part in z.split(chunk)])
+        self.gen.train()
+        return images
+
+    def train(self, iter_d: int = 1, iter_g: int = 1, n_epochs: int = 100, batch_size: int = 256, lr: float = 2e-4,
+              out_dir: Path | str = "outputs/gan", data: Path | str | None = None) -> dict:
+        """The course's entry point: train these networks on MNIST, write the figures, checkpoint and
+        metrics.json to out_dir; returns the metrics."""
+        cfg = Config(zdim=self._zdim, arch=self.arch, loss=self.loss, epochs=n_epochs, batch_size=batch_size,
+                     lr=lr, iter_d=iter_d, iter_g=iter_g, data=str(data) if data else None, seed=self.seed)
+        return run_training(cfg, Path(out_dir), self._dev, gan=self)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Training
+
+
+def make_optimizers(gan: GAN, lr: float) -> tuple[torch.optim.Adam, torch.optim.Adam]:
+    """Adam for G and for D (fused into one kernel per step on CPU and CUDA)."""
+    fused = gan._dev.type in ("cpu", "cuda")
+    return tuple(torch.optim.Adam(net.parameters(), lr=lr, betas=ADAM_BETAS[gan.arch], fused=fused)
+                 for net in (gan.gen, gan.disc))
+
+
+def train_epoch(gan: GAN, opt_gen: torch.optim.Optimizer, opt_disc: torch.optim.Optimizer, images: torch.Tensor,
+                cfg: Config) -> torch.Tensor:
+    """One pass over images (N, 1, 28, 28) in shuffled full batches (the course drops the last partial one).
+
+    Per batch, as in the course: z ~ U[-1, 1]; iter_d steps of D on the batch and G(z); iter_g steps of G on
+    the same z. G(z) is computed once: the D steps do not change G, so the first G step reuses it (the course
+    recomputes it, and also back-propagates D's loss through G only to discard those gradients).
+    Returns per-iteration rows (loss_d, loss_g, mean D(x), mean D(G(z))), (N // batch_size, 4).
+    """
+    n_batches = len(images) // cfg.batch_size
+    order = torch.randperm(len(images), device=images.device)[:n_batches * cfg.batch_size]
+    stats = torch.empty(n_batches, 4, device=images.device)
+    for i, batch in enumerate(order.view(n_batches, cfg.batch_size)):
+        real, z = images[batch], gan.sample_z(cfg.batch_size)
+        fake = gan.gen(z)
+        for _ in range(cfg.iter_d):
+            logits_real, logits_fake = gan.disc(real), gan.disc(fake.detach())
+            loss_d = discriminator_loss(logits_real, logits_fake)
+            opt_disc.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_disc.step()
+        gan.disc.requires_grad_(False)  # the G step needs gradients through D, not D's own
+        for step in range(cfg.iter_g):
+            if step:
+                fake = gan.gen(z)  # G changed in the previous step
+            loss_g = generator_loss(gan.disc(fake), cfg.loss)
+            opt_gen.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_gen.step()
+        gan.disc.requires_grad_(True)
+        stats[i] = torch.stack([loss_d, loss_g, torch.sigmoid(logits_real).mean(),
+                                torch.sigmoid(logits_fake).mean()]).detach()
+    return stats
+
+
+def training_state(gan: GAN, opt_gen: torch.optim.Optimizer, opt_disc: torch.optim.Optimizer, cfg: Config,
+                   epoch: int, history: dict, train_seconds: float, fixed_z: torch.Tensor, frames: dict) -> dict:
+    """Everything a checkpoint holds: both networks and optimizers, settings, progress, RNG states, the fixed
+    noise and the GIF's frames (uint8 grids by epoch)."""
+    return {"gen": gan.gen.state_dict(), "disc": gan.disc.state_dict(), "opt_gen": opt_gen.state_dict(),
+            "opt_disc": opt_disc.state_dict(), "config": asdict(cfg), "epoch": epoch, "history": history,
+            "train_seconds": train_seconds, "rng": get_rng_state(), "fixed_z": fixed_z, "frames": frames}
+
+
+def fit(gan: GAN, opt_gen: torch.optim.Optimizer, opt_disc: torch.optim.Optimizer, images: torch.Tensor,
+        cfg: Config, checkpointer: Checkpointer, state: dict, out_dir: Path) -> dict:
+    """Train from state['epoch'] to cfg.epochs, writing the fixed-noise grids; returns the final state."""
+    epoch, history, seconds = state["epoch"], state["history"], state["train_seconds"]
+    fixed_z, frames = state["fixed_z"], state["frames"]
+
+    def record_samples(done: int) -> None:
+        grid = gan.generate(fixed_z)
+        if done % GRID_EVERY == 0 or done == cfg.epochs:
+            plot_samples(grid, out_dir / f"test_{done}.png", f"Fixed-noise samples after {done} epochs ({cfg.arch})")
+        if done <= GRID_EVERY or done % GRID_EVERY == 0 or done == cfg.epochs:
+            frames[done] = (grid * 255).round().to(torch.uint8).cpu()
+
+    if epoch == 0:
+        record_samples(0)
+    bar = progress(range(epoch, cfg.epochs), initial=epoch, total=cfg.epochs, desc=f"GAN ({cfg.arch})",
+                   unit="epoch")
+    with checkpointer.guard():
+        for epoch in bar:
+            tic = time.perf_counter()
+            loss_d, loss_g, d_real, d_fake = train_epoch(gan, opt_gen, opt_disc, images, cfg).T.tolist()
+            seconds += time.perf_counter() - tic
+            checkpointer.check_finite(sum(loss_d) + sum(loss_g), epoch)
+            for key, values in (("loss_d", loss_d), ("loss_g", loss_g)):
+                history.setdefault(key, []).extend(values)
+            for key, values in (("d_real", d_real), ("d_fake", d_fake)):
+                history.setdefault(key, []).append(sum(values) / len(values))
+            record_samples(epoch + 1)
+            checkpointer.snapshot(training_state(gan, opt_gen, opt_disc, cfg, epoch + 1, history, seconds, fixed_z,
+                                                 frames))
+            bar.set_postfix(loss_d=f"{loss_d[-1]:.3f}", loss_g=f"{loss_g[-1]:.3f}",
+                            d_real=f"{history['d_real'][-1]:.2f}", d_fake=f"{history['d_fake'][-1]:.2f}")
+    checkpointer.save()
+    return checkpointer.state
+
+
+# ----------------------------------------------------------------------------------------------------
+# Evaluation
+
+
+def evaluate(gan: GAN, data: MNIST, n: int = EVAL_SAMPLES, seed: int = 0) -> dict:
+    """Score n generated digits with the MNIST judge (hw5_utils.judge_digits) against n real test digits.
+
+    data: grey MNIST, all of it (the judge is trained on its training digits once, then cached).
+    """
+    judge = load_judge(data)
+    seed_everything(seed)
+    metrics = judge_digits(judge, gan.generate(gan.sample_z(n)), data, n)
+    metrics["judge_test_accuracy"] = judge.test_accuracy
+    return metrics
+
+
+# ----------------------------------------------------------------------------------------------------
+# Figures
+
+
+def plot_samples(images: torch.Tensor, path: Path, title: str) -> Path:
+    """Images (N, 1, 28, 28) as a near-square grid (empty cells blank) with a title; saves a PNG."""
+    cols = math.ceil(math.sqrt(len(images)))
+    rows = math.ceil(len(images) / cols)
+    cells = torch.ones(rows * cols, 784)
+    cells[:len(images)] = images.reshape(len(images), 784).cpu()
+    return plot_image_grid(cells.view(rows, cols, 784), path, title, cell_inches=0.45)
+
+
+def plot_losses(history: dict, iters_per_epoch: int, path: Path) -> Path:
+    """D and G losses per iteration (thin) and their epoch means (thick), against epochs."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key, label, color in (("loss_d", "D loss", "tab:blue"), ("loss_g", "G loss", "tab:orange")):
+        values = torch.tensor(history.get(key, []))
+        ax.plot(torch.arange(1, len(values) + 1) / iters_per_epoch, values, color=color, alpha=0.25, lw=0.6)
+        means = values[:len(values) // iters_per_epoch * iters_per_epoch].view(-1, iters_per_epoch).mean(1)
+        ax.plot(torch.arange(1, len(means) + 1), means, color=color, lw=2, label=f"{label} (epoch mean)")
+    return _save_epoch_plot(fig, ax, "binary cross-entropy", "GAN losses per iteration", path)
+
+
+def plot_d_outputs(history: dict, path: Path) -> Path:
+    """Mean D(x) on real and D(G(z)) on generated images per epoch; 0.5 is D unable to tell them apart."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    epochs = range(1, len(history.get("d_real", [])) + 1)
+    ax.plot(epochs, history.get("d_real", []), label="mean D(x), real images")
+    ax.plot(epochs, history.get("d_fake", []), label="mean D(G(z)), generated images")
+    ax.axhline(0.5, color="grey", ls="--", lw=1, label="0.5: D cannot tell")
+    ax.set_ylim(0, 1)
+    return _save_epoch_plot(fig, ax, "discriminator output", "What the discriminator believes, per epoch", path)
+
+
+def _save_epoch_plot(fig: plt.Figure, ax: plt.Axes, ylabel: str, title: str, path: Path) -> Path:
+    """Label a plot against epochs (grid, legend) and save it as a PNG."""
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return save_figure(fig, path)
+
+
+def save_progress_gif(frames: dict, path: Path, seconds_per_frame: float = 0.5) -> Path:
+    """The fixed-noise grids (uint8 (64, 1, 28, 28) by epoch) as an animated GIF, each captioned 'epoch k'.
+
+    16 grey levels (multiples of 17) keep the file small; digits look the same.
+    """
+    images = []
+    for epoch, grid in sorted(frames.items()):
+        pixels = ((make_grid(grid, nrow=8, padding=2, pad_value=255)[0] / 17).round() * 17).to(torch.uint8).numpy()
+        frame = Image.new("L", (pixels.shape[1], pixels.shape[0] + 14), 255)
+        frame.paste(Image.fromarray(pixels), (0, 14))
+        ImageDraw.Draw(frame).text((2, 1), f"epoch {epoch}", fill=0)
+        images.append(frame)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], loop=0,
+                   duration=int(seconds_per_frame * 1000), optimize=True)
+    tmp.replace(path)
+    return path
+
+
+def make_figures(state: dict, images: torch.Tensor, cfg: Config, out_dir: Path) -> list[Path]:
+    """The real-data grid, loss curves, D outputs and progression GIF (the fixed-noise grids come from fit)."""
+    generator = torch.Generator().manual_seed(cfg.seed)
+    real = images[torch.randperm(len(images), generator=generator)[:N_FIXED].to(images.device)]
+    iters_per_epoch = max(1, len(images) // cfg.batch_size)
+    return [plot_samples(real, out_dir / "real.png", "Real MNIST training digits"),
+            plot_losses(state["history"], iters_per_epoch, out_dir / "losses.png"),
+            plot_d_outputs(state["history"], out_dir / "d_outputs.png"),
+            save_progress_gif(state["frames"], out_dir / "progress.gif")]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Plain functions behind the commands (the tests call these too)
+
+
+def train_hint(out_dir: Path) -> str:
+    return f"python hw5_gan.py train --out-dir {out_dir}"
+
+
+def restore(out_dir: Path, device: str = "auto") -> tuple[GAN, dict]:
+    """The GAN saved in out_dir/gan.pt and the whole checkpoint."""
+    dev = pick_device(device)
+    path = Path(out_dir) / CHECKPOINT
+    state = load_checkpoint(path, CHECKPOINT_KEYS, train_hint(out_dir))
+    cfg = state["config"]
+    try:
+        gan = GAN(cfg["zdim"], cfg["arch"], cfg.get("loss", "nonsaturating"), dev, cfg.get("seed", 2))
+    except (KeyError, TypeError, RuntimeError, UserError):
+        raise UserError(f"{path} has an unusable config {cfg!r}: train again") from None
+    load_weights(gan.gen, state["gen"], path)
+    load_weights(gan.disc, state["disc"], path)
+    return gan, state
+
+
+def evaluate_and_save(gan: GAN, state: dict, out_dir: Path, data: Path | str | None = None,
+                      n: int = EVAL_SAMPLES) -> dict:
+    """Score a trained GAN (and the same networks untrained) with the judge; write out_dir/metrics.json."""
+    cfg = state["config"]
+    mnist = load_mnist(data or cfg.get("data"), 0, "none", gan._dev)
+    metrics = evaluate(gan, mnist, n)
+    untrained = GAN(cfg["zdim"], cfg["arch"], cfg.get("loss", "nonsaturating"), gan._dev, cfg.get("seed", 2))
+    metrics["untrained_frechet_distance"] = evaluate(untrained, mnist, n)["frechet_distance"]
+    metrics.update(epochs=state.get("epoch", 0), arch=cfg["arch"], loss=cfg.get("loss", "nonsaturating"),
+                   train_seconds=round(state.get("train_seconds", 0.0), 2), zdim=cfg["zdim"],
+                   batch_size=cfg.get("batch_size"), lr=cfg.get("lr"), data=mnist.source)
+    write_metrics(metrics, Path(out_dir) / "metrics.json")
+    note(f"Fréchet distance {metrics['frechet_distance']:.1f} (untrained {metrics['untrained_frechet_distance']:.1f}, "
+         f"real digits {metrics['floor_frechet_distance']:.1f}); {metrics['classes_covered']}/10 digits covered; "
+         f"mean judge confidence {metrics['mean_confidence']:.2f}")
+    return metrics
+
+
+def run_training(cfg: Config, out_dir: Path, device: str | torch.device = "auto", resume: bool = False,
+                 gan: GAN | None = None) -> dict:
+    """Train (or resume) a GAN, then write out_dir/gan.pt, the figures and metrics.json; returns the metrics.
+
+    gan: networks to train (GAN.train passes itself); by default new ones from cfg. Everything the user gave
+    is checked before anything in out_dir is written.
+    """
+    out_dir = Path(out_dir)
+    dev = pick_device(device) if isinstance(device, str) else device
+    require(cfg.lr > 0, f"--lr must be > 0, got {cfg.lr}")
+    require(min(cfg.epochs, cfg.batch_size, cfg.zdim, cfg.iter_d, cfg.iter_g) >= 1,
+            "--epochs, --batch-size, --zdim, --iter-d and --iter-g must be at least 1")
+    saved = None
+    if resume:
+        saved = load_checkpoint(out_dir / CHECKPOINT, CHECKPOINT_KEYS + ("opt_gen", "opt_disc", "epoch", "rng",
+                                                                          "history", "fixed_z", "frames"),
+                                train_hint(out_dir))
+        cfg = Config(**{**saved["config"], "epochs": cfg.epochs, "data": cfg.data or saved["config"]["data"]})
+    data = load_mnist(cfg.data, cfg.train_size, "none", dev)
+    cfg.data = data.source
+    images = data.train_images.view(-1, 1, 28, 28)
+    require(cfg.batch_size <= len(images), f"--batch-size {cfg.batch_size} is larger than the {len(images)} "
+                                           f"training images: lower it or raise --train-size")
+    gan = gan or GAN(cfg.zdim, cfg.arch, cfg.loss, dev, cfg.seed)
+    state = {"epoch": 0, "history": {}, "train_seconds": 0.0, "fixed_z": gan.sample_z(N_FIXED), "frames": {}}
+    opt_gen, opt_disc = make_optimizers(gan, cfg.lr)
+    if saved is not None:
+        load_weights(gan.gen, saved["gen"], out_dir / CHECKPOINT)
+        load_weights(gan.disc, saved["disc"], out_dir / CHECKPOINT)
+        opt_gen.load_state_dict(saved["opt_gen"])
+        opt_disc.load_state_dict(saved["opt_disc"])
+        set_rng_state(saved["rng"])
+        state = {**saved, "fixed_z": saved["fixed_z"].to(dev)}
+        if state["epoch"] >= cfg.epochs:
+            note(f"{out_dir / CHECKPOINT} already has {state['epoch']} epochs; raise --epochs to train more")
+    note(f"training the {cfg.arch} GAN ({cfg.loss} G loss) on {len(images)} images from {data.source}, "
+         f"device {dev}, out-dir {out_dir}")
+    resume_command = f"python hw5_gan.py train --resume --epochs {cfg.epochs} --out-dir {out_dir}"
+    checkpointer = Checkpointer(out_dir / CHECKPOINT, resume_command)
+    checkpointer.state = state if saved is not None else None
+    state = fit(gan, opt_gen, opt_disc, images, cfg, checkpointer, state, out_dir)
+    figures = make_figures(state, images, cfg, out_dir)
+    note(f"figures: {', '.join(str(path) for path in figures)} and the test_<epoch>.png grids")
+    return evaluate_and_save(gan, state, out_dir, cfg.data)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Command line
+
+app = App(help="Generative adversarial network on MNIST (hw5 GAN question).")
+OUT_DIR = typer.Option(Path("outputs/gan"), help="Folder for gan.pt, the figures and metrics.json.")
+DATA = typer.Option(None, help="MNIST: a Keras-layout .npz or a torchvision root folder "
+                               "[default: $HW5_MNIST, else ../shared/data/mnist10k.npz if present, else data/]")
+DEVICE = typer.Option("auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
+
+
+@app.command()
+def train(epochs: int = typer.Option(100, min=1, help="Epochs to train (with --resume: the total)."),
+          batch_size: int = typer.Option(256, min=1), lr: float = typer.Option(2e-4, help="Adam learning rate."),
+          zdim: int = typer.Option(64, min=1, help="Dimension of the noise z ~ U[-1, 1]^zdim."),
+          arch: Literal["course", "dcgan"] = typer.Option("course", help="course: the handout's DNet/GNet; "
+                                                                         "dcgan: a DCGAN pair (better digits)."),
+          loss: Literal["nonsaturating", "minimax"] = typer.Option(
+              "nonsaturating", help="G's loss: -log D(G(z)), or the original log(1 - D(G(z))) that saturates."),
+          iter_d: int = typer.Option(1, min=1, help="Discriminator steps per batch."),
+          iter_g: int = typer.Option(1, min=1, help="Generator steps per batch."),
+          train_size: int = typer.Option(0, min=0, help="Use the first N training images; 0 = all."),
+          data: Optional[Path] = DATA, out_dir: Path = OUT_DIR, seed: int = 2, device: str = DEVICE,
+          resume: bool = typer.Option(False, help="Continue the run saved in --out-dir, with its saved settings.")
+          ) -> None:
+    """Train the GAN, then save gan.pt, the figures and metrics.json in --out-dir."""
+    cfg = Config(zdim=zdim, arch=arch, loss=loss, epochs=epochs, batch_size=batch_size, lr=lr, iter_d=iter_d,
+                 iter_g=iter_g, train_size=train_size, data=str(data) if data else None, seed=seed)
+    run_training(cfg, out_dir, device, resume)
+
+
+@app.command()
+def sample(n: int = typer.Option(64, min=1, max=10000, help="How many digits to draw."), out_dir: Path = OUT_DIR,
+           seed: int = 0, device: str = DEVICE) -> None:
+    """Draw n new digits from --out-dir/gan.pt into --out-dir/samples.png."""
+    gan, state = restore(out_dir, device)
+    seed_everything(seed)
+    path = plot_samples(gan.generate(gan.sample_z(n)), Path(out_dir) / "samples.png",
+                        f"{n} samples after {state.get('epoch', 0)} epochs ({gan.arch})")
+    note(f"samples: {path}")
+
+
+@app.command("evaluate")
+def evaluate_command(out_dir: Path = OUT_DIR, data: Optional[Path] = DATA, device: str = DEVICE,
+                     n: int = typer.Option(EVAL_SAMPLES, min=2, help="Generated digits to score.")) -> None:
+    """Score --out-dir/gan.pt's digits with the MNIST judge into metrics.json."""
+    gan, state = restore(out_dir, device)
+    evaluate_and_save(gan, state, out_dir, data, n)
+
+
+if __name__ == "__main__":
+    app()
