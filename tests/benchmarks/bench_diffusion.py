@@ -53,8 +53,7 @@ def bench(dataset: str, seed: int, folder: Path, verbose: bool) -> dict:
         lr, _ = hw5_diffusion.sampling_defaults(sm, state, None, None)
         metrics = hw5_diffusion.evaluate_and_save(sm, cloud, state, out_dir, hw5_diffusion.SAMPLING_ITERATIONS, lr,
                                                   seed)
-    metrics.update(sample_seconds=time.perf_counter() - tic, load=(load_before, os.getloadavg()[0]),
-                   label=dataset)
+    metrics.update(sample_seconds=time.perf_counter() - tic, load=(load_before, os.getloadavg()[0]))
     return metrics
 
 
