@@ -198,6 +198,25 @@ def save_figure(fig: plt.Figure, path: Path, dpi: int = 100) -> Path:
     return Path(path)
 
 
+def save_array(array: np.ndarray, path: Path) -> Path:
+    """np.save `array` to `path` (a .npy file) atomically; returns the path."""
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as file:  # a file object: np.save would append .npy to the temporary name
+            np.save(file, array)
+    _atomic_write(path, write)
+    return Path(path)
+
+
+def save_gif(frames: list[np.ndarray], path: Path, fps: float = 10.0) -> Path:
+    """Write RGB(A) frames (H, W, 3 or 4) uint8 as a looping animated GIF (atomically, via Pillow); returns path."""
+    from PIL import Image
+
+    images = [Image.fromarray(frame[..., :3]).quantize(colors=16) for frame in frames]
+    _atomic_write(path, lambda tmp: images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
+                                                   duration=round(1000 / fps), loop=0, optimize=True))
+    return Path(path)
+
+
 def progress(iterable: Iterable, **kwargs: Any) -> tqdm:
     """The trainers' tqdm progress bar (stderr, resizes with the terminal)."""
     return tqdm(iterable, dynamic_ncols=True, mininterval=0.5, file=sys.stderr, **kwargs)
@@ -214,10 +233,12 @@ class Checkpointer:
     `with checkpointer.guard():`. The state reaches the disk every `every_seconds`, on `save()`, on Ctrl-C
     (then the resume command is printed and the KeyboardInterrupt goes on: typer exits with 130), and when
     `check_finite` sees a NaN/inf loss (the last good state is kept; a one-line `UserError` follows).
+    `unit` names the trainer's progress counter (`state[unit]`, e.g. 'epoch' or 'iteration') in messages.
     """
 
-    def __init__(self, path: Path, resume_command: str, every_seconds: float = 60.0) -> None:
+    def __init__(self, path: Path, resume_command: str, every_seconds: float = 60.0, unit: str = "epoch") -> None:
         self.path, self.resume_command, self.every_seconds = Path(path), resume_command, every_seconds
+        self.unit = unit
         self.state: dict | None = None
         self._last_write = time.monotonic()
 
@@ -233,12 +254,12 @@ class Checkpointer:
             self._last_write = time.monotonic()
 
     def check_finite(self, loss: float, epoch: int) -> None:
-        """Stop with the last good checkpoint kept when `loss` is NaN or infinite."""
+        """Stop with the last good checkpoint kept when `loss` (of 0-based `epoch`, or `unit`) is NaN or infinite."""
         if not math.isfinite(loss):
             self.save()
-            kept = f"kept the last good checkpoint {self.path} (epoch {self.state['epoch']})" if self.state else \
-                "no good state to keep"
-            raise UserError(f"the loss became {loss} in epoch {epoch + 1}; {kept}. Lower --lr and train again")
+            kept = f"kept the last good checkpoint {self.path} ({self.unit} {self.state[self.unit]})" if self.state \
+                else "no good state to keep"
+            raise UserError(f"the loss became {loss} in {self.unit} {epoch + 1}; {kept}. Lower --lr and train again")
 
     @contextlib.contextmanager
     def guard(self):
@@ -247,7 +268,7 @@ class Checkpointer:
         except KeyboardInterrupt:
             self.save()
             if self.state is not None:
-                note(f"\nInterrupted. Saved {self.path} after epoch {self.state['epoch']}; resume with:\n"
+                note(f"\nInterrupted. Saved {self.path} after {self.unit} {self.state[self.unit]}; resume with:\n"
                      f"  {self.resume_command}")
             raise
 
