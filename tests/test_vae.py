@@ -250,13 +250,14 @@ def test_2d_short_training_improves_the_test_elbo(hw5_vae, digits, trained):
 # 2.e  Figures, graded by what they show (each method returns what it drew)
 
 
-def judged_digitlike(images: torch.Tensor) -> float:
-    """Fraction of images (N, 784) that look like digits: placeholder until the shared judge lands."""
-    ink = images.mean(1)
-    return ((ink > 0.05) & (ink < 0.35)).float().mean().item()
+def judge_confidence(judge, images: torch.Tensor) -> float:
+    """The MNIST judge's mean top-class probability on grey images (N, 784): about 0.3 for the blobs of an
+    untrained decoder, 0.50-0.91 (20 seeds) for the prior samples of the 6-epoch `trained` VAE."""
+    with torch.no_grad():
+        return judge(images.float()).softmax(1).max(1).values.mean().item()
 
 
-def test_2e_i_data_space_shows_means_and_bernoulli_samples(trained, tmp_path, deduct):
+def test_2e_i_data_space_shows_means_and_bernoulli_samples(trained, judge, tmp_path, deduct):
     """At least 4 prior samples, each as p(x|z) beside a Bernoulli sample of it, looking like digits."""
     manual_seed(14)
     images = trained.visualize_data_space(tmp_path / "data_space.png")
@@ -270,8 +271,8 @@ def test_2e_i_data_space_shows_means_and_bernoulli_samples(trained, tmp_path, de
         deduct(1.5, "the figure needs both p(x|z) (grey means) and Bernoulli samples (binary)")
     elif (bernoulli_loglik(samples, means) <= bernoulli_loglik(samples.roll(1, 0), means)).float().mean() > 0.2:
         deduct(1.5, "the Bernoulli samples are not drawn from the means beside them")
-    if judged_digitlike(means) < 0.6:
-        deduct(3, "the prior samples do not look like digits")
+    if judge_confidence(judge, means) < 0.42:
+        deduct(3, "the prior samples do not look like digits (an MNIST classifier is unsure what they are)")
 
 
 def test_2e_ii_latent_space_plots_one_mean_per_training_image(trained, digits, tmp_path, figure_spy, deduct):
