@@ -26,17 +26,7 @@ F64 = torch.float64
 SE = 5.0  # Monte Carlo tolerance, in standard errors: |z| > 5 has probability ~6e-7 per comparison
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Run this module's small tensor operations on one thread, then restore the setting.
-
-    Splitting them over threads only adds synchronization: on a busy 2-core machine the file takes ~8 s on one
-    thread and 30-45 s on two.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small operations run faster on one thread
 
 
 def gen(seed: int) -> torch.Generator:
