@@ -36,8 +36,8 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from hw5_utils import (App, Checkpointer, UserError, get_rng_state, load_checkpoint, load_weights, note, pick_device,
-                       progress, require, save_array, save_figure, save_gif, seed_everything,
-                       set_rng_state, write_metrics)
+                       progress, require, restore_training, save_array, save_figure, save_gif, seed_everything,
+                       write_metrics)
 
 # ----------------------------------------------------------------------------------------------------
 # Hyperparameters (the command line's defaults)
@@ -691,14 +691,10 @@ def run_training(cfg: Config, out_dir: Path, device: str = "auto", resume: bool 
     optimizer = torch.optim.Adam(sm.scorenet.parameters(), lr=cfg.lr)
     state = {"iteration": 0, "history": [], "train_seconds": 0.0}
     if saved is not None:
-        load_weights(sm.scorenet, saved["online_model"], out_dir / CHECKPOINT)
-        load_weights(ema.module, saved["model"], out_dir / CHECKPOINT)
+        restore_training(saved, out_dir / CHECKPOINT, {"online_model": sm.scorenet, "model": ema.module},
+                         {"optimizer": optimizer}, saved["iteration"], cfg.iterations, "iteration", "--iterations")
         ema.n_averaged.fill_(saved["ema_count"])
-        optimizer.load_state_dict(saved["optimizer"])
-        set_rng_state(saved["rng"])
         state = saved
-        if state["iteration"] >= cfg.iterations:
-            note(f"{out_dir / CHECKPOINT} already has {state['iteration']} iterations; raise --iterations for more")
     levels = sm.noise_levels
     note(f"training on {len(cloud.points)} points of {cloud.name}, {len(levels)} noise levels "
          f"{levels.max().item():.3g} -> {levels.min().item():.3g}, device {dev}, out-dir {out_dir}")

@@ -28,9 +28,9 @@ from PIL import Image, ImageDraw
 from torch import nn
 from torchvision.utils import make_grid
 
-from hw5_utils import (MNIST, App, Checkpointer, UserError, get_rng_state, judge_digits, load_checkpoint, load_judge,
-                       load_mnist, load_weights, note, pick_device, plot_image_grid, progress, require, save_figure,
-                       seed_everything, set_rng_state, write_metrics)
+from hw5_utils import (App, Checkpointer, MNIST, UserError, get_rng_state, judge_digits, load_checkpoint, load_judge,
+                       load_mnist, load_weights, note, pick_device, plot_image_grid, progress, require,
+                       restore_training, save_figure, seed_everything, write_metrics)
 
 # ----------------------------------------------------------------------------------------------------
 # Hyperparameters (the command line's defaults)
@@ -493,14 +493,9 @@ def run_training(cfg: Config, out_dir: Path, device: str | torch.device = "auto"
     state = {"epoch": 0, "history": {}, "train_seconds": 0.0, "fixed_z": gan.sample_z(N_FIXED), "frames": {}}
     opt_gen, opt_disc = make_optimizers(gan, cfg.lr)
     if saved is not None:
-        load_weights(gan.gen, saved["gen"], out_dir / CHECKPOINT)
-        load_weights(gan.disc, saved["disc"], out_dir / CHECKPOINT)
-        opt_gen.load_state_dict(saved["opt_gen"])
-        opt_disc.load_state_dict(saved["opt_disc"])
-        set_rng_state(saved["rng"])
+        restore_training(saved, out_dir / CHECKPOINT, {"gen": gan.gen, "disc": gan.disc},
+                         {"opt_gen": opt_gen, "opt_disc": opt_disc}, saved["epoch"], cfg.epochs, "epoch", "--epochs")
         state = {**saved, "fixed_z": saved["fixed_z"].to(dev)}
-        if state["epoch"] >= cfg.epochs:
-            note(f"{out_dir / CHECKPOINT} already has {state['epoch']} epochs; raise --epochs to train more")
     note(f"training the {cfg.arch} GAN ({cfg.loss} G loss) on {len(images)} images from {data.source}, "
          f"device {dev}, out-dir {out_dir}")
     resume_command = f"python hw5_gan.py train --resume --epochs {cfg.epochs} --out-dir {out_dir}"

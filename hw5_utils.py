@@ -185,6 +185,20 @@ def load_weights(module: torch.nn.Module, weights: dict, path: Path) -> None:
                         f"train again or pass the --out-dir it was trained in") from None
 
 
+def restore_training(saved: dict, path: Path, modules: dict, optimizers: dict, done: int, total: int,
+                     unit: str, option: str) -> None:
+    """For --resume: load each module's weights and each optimizer's state from the checkpoint `saved` (read
+    from `path`; dicts map its keys to the objects) and the RNG states; say so when `done` units of training
+    already reach the `total` asked (`option`: the flag that raises it)."""
+    for key, module in modules.items():
+        load_weights(module, saved[key], path)
+    for key, optimizer in optimizers.items():
+        optimizer.load_state_dict(saved[key])
+    set_rng_state(saved["rng"])
+    if done >= total:
+        note(f"{path} already has {done} {unit}s; raise {option} to train more")
+
+
 def write_metrics(metrics: dict, path: Path) -> None:
     """Write `metrics` as pretty JSON (atomically)."""
     _atomic_write(path, lambda tmp: tmp.write_text(json.dumps(metrics, indent=2) + "\n"))

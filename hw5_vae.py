@@ -26,9 +26,9 @@ import torch
 import typer
 from torch import nn
 
-from hw5_utils import (MNIST, App, Checkpointer, UserError, get_rng_state, load_checkpoint, load_mnist, load_weights,
-                       note, pick_device, plot_image_grid, progress, require, save_figure, seed_everything,
-                       set_rng_state, write_metrics)
+from hw5_utils import (App, Checkpointer, MNIST, UserError, get_rng_state, load_checkpoint, load_mnist, load_weights,
+                       note, pick_device, plot_image_grid, progress, require, restore_training, save_figure,
+                       seed_everything, write_metrics)
 
 # ----------------------------------------------------------------------------------------------------
 # Hyperparameters (the command line's defaults)
@@ -415,13 +415,9 @@ def run_training(cfg: Config, out_dir: Path, device: str = "auto", resume: bool 
     optimizer = torch.optim.Adam(vae.parameters(), lr=cfg.lr, fused=True)  # one kernel per step
     state = {"epoch": 0, "history": {}, "train_seconds": 0.0}
     if saved is not None:
-        load_weights(vae.encoder, saved["encoder"], out_dir / CHECKPOINT)
-        load_weights(vae.decoder, saved["decoder"], out_dir / CHECKPOINT)
-        optimizer.load_state_dict(saved["optimizer"])
-        set_rng_state(saved["rng"])
+        restore_training(saved, out_dir / CHECKPOINT, {"encoder": vae.encoder, "decoder": vae.decoder},
+                         {"optimizer": optimizer}, saved["epoch"], cfg.epochs, "epoch", "--epochs")
         state = saved
-        if state["epoch"] >= cfg.epochs:
-            note(f"{out_dir / CHECKPOINT} already has {state['epoch']} epochs; raise --epochs to train more")
     note(f"training on {len(data.train_images)} images from {data.source} ({cfg.binarize} binarization), "
          f"device {dev}, out-dir {out_dir}")
     resume_command = f"python hw5_vae.py train --resume --epochs {cfg.epochs} --out-dir {out_dir}"
