@@ -536,6 +536,12 @@ def _fingerprint(data: MNIST) -> str:
     return digest.hexdigest()[:16]
 
 
+def judge_path(data: MNIST, cache_dir: Path | None = None) -> Path:
+    """The file the judge for this data is cached in (keyed by the data's contents); cache_dir: default
+    `judge_cache_dir()`."""
+    return Path(cache_dir or judge_cache_dir()) / f"mnist_judge_{_fingerprint(data)}.pt"
+
+
 def load_judge(data: MNIST, cache_dir: Path | None = None) -> MNISTJudge:
     """The MNIST judge for this data, trained on its training digits the first time and cached after.
 
@@ -543,7 +549,7 @@ def load_judge(data: MNIST, cache_dir: Path | None = None) -> MNISTJudge:
     keyed by its contents, so another data set gets its own judge. cache_dir: default `judge_cache_dir()`.
     Returns the judge in eval mode on the data's device, with its `test_accuracy` on data's test digits.
     """
-    path = Path(cache_dir or judge_cache_dir()) / f"mnist_judge_{_fingerprint(data)}.pt"
+    path = judge_path(data, cache_dir)
     judge = MNISTJudge()
     try:
         cached = torch.load(path, map_location="cpu", weights_only=True)

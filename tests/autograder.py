@@ -6,8 +6,8 @@
 
 The zip holds, at its root, Gradescope's `setup.sh` (installs CPU-only torch and the other dependencies when
 Gradescope builds the image) and `run_autograder` (grades /autograder/submission into
-/autograder/results/results.json), plus the graded tests, hw5_utils.py and the MNIST file the tests train on.
-It never contains the reference solutions. Every path run_autograder uses can be overridden by environment
+/autograder/results/results.json), plus the graded tests, hw5_utils.py, the MNIST file the tests train on and
+the trained MNIST judge (so that Gradescope never trains it). It never contains the reference solutions. Every path run_autograder uses can be overridden by environment
 variables (AUTOGRADER_ROOT, HW5_SUBMISSION, HW5_RESULTS, HW5_PYTHON), so tests run it in a temporary tree.
 """
 from __future__ import annotations
@@ -48,6 +48,7 @@ RUN_AUTOGRADER = """#!/usr/bin/env bash
 ROOT="${AUTOGRADER_ROOT:-/autograder}"
 export HW5_SUBMISSION="${HW5_SUBMISSION:-$ROOT/submission}"
 export HW5_MNIST="${HW5_MNIST:-$ROOT/source/data/mnist10k.npz}"
+export HW5_CACHE="${HW5_CACHE:-$ROOT/source/cache}"
 RESULTS="${HW5_RESULTS:-$ROOT/results/results.json}"
 PYTHON="${HW5_PYTHON:-$ROOT/venv/bin/python}"
 cd "$ROOT/source" && exec "$PYTHON" tests/autograder.py run --results "$RESULTS"
@@ -76,7 +77,18 @@ def build(out: Path, data: Path) -> Path:
         for name in SUPPORT + GRADED_FILES:
             archive.write(ROOT / name, name)
         archive.write(data, "data/mnist10k.npz")
+        judge = trained_judge(data)
+        archive.write(judge, f"cache/{judge.name}")
     return out
+
+
+def trained_judge(data: Path) -> Path:
+    """The cached MNIST judge for this MNIST file (trained here first if it is not cached yet)."""
+    import hw5_utils
+
+    mnist = hw5_utils.load_mnist(data, train_size=0, binarize="none", device="cpu")
+    hw5_utils.load_judge(mnist)
+    return hw5_utils.judge_path(mnist)
 
 
 def run(results: Path, extra_args: list[str]) -> int:

@@ -24,7 +24,7 @@ TIME_BUDGET_SECONDS = 540.0
 # Multiply every timeout (e.g. 2.0 on a slower machine), or set $HW5_TIMEOUT_SCALE.
 TIMEOUT_SCALE = 1.0
 
-VAE = "test_vae.py::"
+VAE, DIFFUSION, GAN = "test_vae.py::", "test_diffusion.py::", "test_gan.py::"
 RUBRIC: dict[str, Row] = {
     # ---- Question 2: the VAE ------------------------------------------------------------------------
     VAE + "test_2a_encoder_outputs_mean_and_positive_variance": Row("2.a.i", "Encoder: mean and variance heads", 1),
@@ -50,6 +50,27 @@ RUBRIC: dict[str, Row] = {
                                                                            timeout=120),
     VAE + "test_2e_iii_interpolation_three_pairs_eleven_alphas": Row("2.e.iii", "figure: interpolation", 3,
                                                                      timeout=120),
+    # ---- Question 4: score-based diffusion ------------------------------------------------------------
+    DIFFUSION + "test_4a_denoising_loss_matches_a_hand_computation": Row("4.a", "denoising_loss: value", 3),
+    DIFFUSION + "test_4a_denoising_loss_noise_has_standard_deviation_sigma":
+        Row("4.a", "denoising_loss: noise of standard deviation σ", 1),
+    DIFFUSION + "test_4a_denoising_loss_draws_sigma_per_sample": Row("4.a", "denoising_loss: one σ per sample", 2),
+    DIFFUSION + "test_4a_generate_noise_levels_is_geometric": Row("4.a", "generate_noise_levels: geometric", 1),
+    DIFFUSION + "test_4a_langevin_step_sizes_follow_algorithm_1":
+        Row("4.a", "langevin_dynamics_sample: step sizes α_i = ε σ_i² / σ_L²", 2),
+    DIFFUSION + "test_4a_langevin_anneals_to_the_mixture_weights":
+        Row("4.a", "langevin_dynamics_sample: annealed from the largest σ (mixture weights)", 3),
+    DIFFUSION + "test_4b_score_field_points_toward_the_data": Row("4.b", "score field points toward the data", 12,
+                                                                  timeout=240),
+    DIFFUSION + "test_4c_langevin_samples_match_the_data": Row("4.c", "samples match the data", 12, timeout=240),
+    # ---- The GAN (the handout's question number is not known here: rename "GAN.a" ... to match it) -------------
+    GAN + "test_gan_dnet_architecture": Row("GAN.a", "DNet: layers, order and forward", 2),
+    GAN + "test_gan_gnet_architecture": Row("GAN.b", "GNet: layers, order and forward", 2),
+    GAN + "test_gan_weight_init": Row("GAN.c", "_weight_init: kaiming-uniform weights, zero biases", 1),
+    GAN + "test_gan_get_loss_d_matches_hand_computed_bce": Row("GAN.d", "_get_loss_d: BCE, real -> 1, fake -> 0", 2),
+    GAN + "test_gan_get_loss_g_is_the_nonsaturating_loss": Row("GAN.e", "_get_loss_g: non-saturating -log D(G(z))", 2),
+    GAN + "test_gan_short_training_produces_digit_like_samples":
+        Row("GAN.f", "a short training produces digit-like samples", 3, timeout=180),
 }
 
 

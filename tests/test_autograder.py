@@ -1,8 +1,15 @@
 """The autograder graded: the reference earns every point through Gradescope's run_autograder, broken and
-hostile submissions lose exactly the tests they break, and results.json is always complete and valid."""
+hostile submissions lose exactly the tests they break, equivalent correct answers keep every point, and
+results.json is always complete and valid.
+
+Each graded run costs a Python start and one forked process per test, so the runs are few: the mutants are
+graded in rounds, one mutant of each script per submission, each round only on the rows its mutants name.
+"""
 from __future__ import annotations
 
+import ast
 import importlib
+import itertools
 import json
 import os
 import shutil
@@ -14,11 +21,12 @@ from pathlib import Path
 import pytest
 
 import rubric
-from mutants import MUTANTS
+from mutants import EQUIVALENTS, MUTANTS, apply
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
-SCRIPTS = sorted({mutant.script for mutant in MUTANTS.values()} | {key for key in ("hw5_vae",)})
+SCRIPTS = ("hw5_vae", "hw5_diffusion", "hw5_gan")
+GRADED_FILES = {"hw5_vae": "test_vae.py", "hw5_diffusion": "test_diffusion.py", "hw5_gan": "test_gan.py"}
 VISIBILITIES = {"visible", "hidden", "after_due_date", "after_published"}
 
 
@@ -27,6 +35,19 @@ def test_every_rubric_row_names_an_existing_test_with_sane_settings():
         file, function = key.split("::")
         assert callable(getattr(importlib.import_module(file[:-3]), function, None)), f"{key} does not exist"
         assert row.points > 0 and row.timeout > 0 and row.visibility in VISIBILITIES, key
+    names = [f"{row.number} {row.title}" for row in rubric.RUBRIC.values()]
+    assert len(set(names)) == len(names), "results.json names its tests by number and title: keep them unique"
+    assert {key.split("::")[0] for key in rubric.RUBRIC} == set(GRADED_FILES.values())
+
+
+@pytest.mark.parametrize("file", sorted(set(GRADED_FILES.values())))
+def test_graded_files_import_no_script_at_module_level(file):
+    """The scripts are imported inside each forked test (through the fixtures), never when a file is collected:
+    a student's import-time crash must cost only that script's tests."""
+    tree = ast.parse((TESTS / file).read_text())
+    imported = {alias.name.split(".")[0] for node in tree.body if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in tree.body if isinstance(node, ast.ImportFrom) and node.module}
+    assert not imported & set(SCRIPTS), f"{file} imports {imported & set(SCRIPTS)} at module level"
 
 
 def grade(submission: Path, results: Path, *pytest_args: str, env: dict | None = None) -> dict:
@@ -43,6 +64,10 @@ def by_key(results: dict) -> dict:
     return {names[test["name"]]: test for test in results["tests"]}
 
 
+def node_ids(keys) -> list[str]:
+    return [f"tests/{key}" for key in sorted(set(keys))]
+
+
 def assert_valid_results(results: dict) -> None:
     """The fields Gradescope reads, with consistent totals."""
     assert {"score", "execution_time", "output", "stdout_visibility", "tests"} <= results.keys()
@@ -54,28 +79,43 @@ def assert_valid_results(results: dict) -> None:
     assert results["score"] == pytest.approx(sum(test["score"] for test in results["tests"]))
 
 
-def reference_submission(folder: Path) -> Path:
+def submission(folder: Path, scripts: dict[str, str | None]) -> Path:
+    """A submission folder holding the given scripts' texts (None: the script is left out)."""
     folder.mkdir(parents=True)
-    for script in SCRIPTS:
-        shutil.copy(ROOT / f"{script}.py", folder / f"{script}.py")
+    for script, text in scripts.items():
+        if text is not None:
+            (folder / f"{script}.py").write_text(text)
     return folder
 
 
+def reference(script: str) -> str:
+    return (ROOT / f"{script}.py").read_text()
+
+
+def edited(edits) -> dict[str, str]:
+    """The reference scripts with the edits made, by script (only the scripts edited)."""
+    return {script: apply(reference(script), [edit for edit in edits if edit.script == script])
+            for script in {edit.script for edit in edits}}
+
+
 def test_reference_earns_every_point_through_run_autograder(tmp_path):
-    """Build the zip, unpack it as Gradescope does into a fake /autograder, and run run_autograder."""
+    """Build the zip, unpack it as Gradescope does into a fake /autograder, and run run_autograder; the judge
+    shipped in the zip is used as it is, never trained again."""
     zip_path = tmp_path / "autograder.zip"
-    subprocess.run([sys.executable, str(TESTS / "autograder.py"), "build", "--out", str(zip_path)], check=True)
+    subprocess.run([sys.executable, str(TESTS / "autograder.py"), "build", "--out", str(zip_path)], check=True,
+                   capture_output=True)
     root = tmp_path / "autograder"
     with zipfile.ZipFile(zip_path) as archive:
         names = archive.namelist()
         archive.extractall(root / "source")
         assert {"setup.sh", "run_autograder"} <= set(names)
-        assert not any(name.startswith(("hw5_vae", "hw5_diffusion", "hw5_gan")) for name in names), "solutions leak"
+        assert not any(name.startswith(SCRIPTS) for name in names), "solutions leak"
         assert (archive.getinfo("run_autograder").external_attr >> 16) & 0o111, "run_autograder not executable"
+    (judge,) = (root / "source" / "cache").glob("mnist_judge_*.pt")
     shutil.copy(root / "source" / "run_autograder", root / "run_autograder")
-    reference_submission(root / "submission")
+    submission(root / "submission", {script: reference(script) for script in SCRIPTS})
     env = {"AUTOGRADER_ROOT": str(root), "HW5_PYTHON": sys.executable}
-    env.update({key: "" for key in ("HW5_SUBMISSION", "HW5_RESULTS", "HW5_MNIST")})
+    env.update({key: "" for key in ("HW5_SUBMISSION", "HW5_RESULTS", "HW5_MNIST", "HW5_CACHE")})
     subprocess.run(["bash", str(root / "run_autograder")], check=True, capture_output=True, cwd=root, timeout=900,
                    env={**os.environ, **env})
     results = json.loads((root / "results" / "results.json").read_text())
@@ -83,73 +123,102 @@ def test_reference_earns_every_point_through_run_autograder(tmp_path):
     lost = {test["name"]: test["output"][:300] for test in results["tests"] if test["score"] < test["max_score"]}
     assert not lost, lost
     assert results["score"] == sum(row.points for row in rubric.RUBRIC.values())
+    assert [path.name for path in judge.parent.iterdir()] == [judge.name], "the judge was trained again"
 
 
-@pytest.mark.parametrize("name", MUTANTS)
-def test_each_mutant_loses_points(name, tmp_path):
-    mutant = MUTANTS[name]
-    reference = (ROOT / f"{mutant.script}.py").read_text()
-    assert reference.count(mutant.old) == 1, f"the mutant's text is not (once) in {mutant.script}.py"
-    submission = tmp_path / "submission"
-    submission.mkdir()
-    (submission / f"{mutant.script}.py").write_text(reference.replace(mutant.old, mutant.new))
-    results = by_key(grade(submission, tmp_path / "results.json", *[f"tests/{key}" for key in mutant.caught_by]))
-    for key in mutant.caught_by:
-        assert results[key]["score"] < results[key]["max_score"], f"{name} kept the points of {key}"
+def mutant_rounds() -> list[list[str]]:
+    """The mutants in rounds of at most one per script: round k holds each script's k-th mutant."""
+    by_script = [[name for name, mutant in MUTANTS.items() if mutant.script == script] for script in SCRIPTS]
+    return [[name for name in names if name] for names in itertools.zip_longest(*by_script)]
 
 
-HOSTILE_EDITS = {  # reference text -> hostile replacement, each in a different graded function
-    "        tiny = torch.finfo(p.dtype).tiny\n": "        while True:\n            pass\n",  # loops forever
-    "        return torch.bernoulli(p).to(torch.float32)": "        import os; os._exit(0)",  # exits silently
-    "        eps = torch.randn(": "        import ctypes; ctypes.string_at(0)\n        eps = torch.randn(",  # segfault
-    "        log_q = self.logpdf_diagonal_gaussian(": "        print('x' * 10_000_000)\n"  # floods stdout
-                                                    "        log_q = self.logpdf_diagonal_gaussian(",
-    "        hidden = torch.tanh(self.fc1(x))": "        torch.set_default_dtype(torch.float64)\n"  # global state
-                                                 "        torch.set_grad_enabled(False)\n"
-                                                 "        hidden = torch.tanh(self.fc1(x))",
+@pytest.mark.parametrize("names", mutant_rounds(), ids=" + ".join)
+def test_each_mutant_loses_points_on_its_rows(names, tmp_path):
+    mutants = [MUTANTS[name] for name in names]
+    folder = submission(tmp_path / "submission", edited(mutants))
+    results = by_key(grade(folder, tmp_path / "results.json", *node_ids(key for m in mutants for key in m.rows)))
+    kept = [f"{name}: {key}" for name, mutant in zip(names, mutants) for key in mutant.rows
+            if results[key]["score"] == results[key]["max_score"]]
+    assert not kept, f"mutants kept the points of {kept}"
+
+
+def test_equivalent_correct_answers_keep_every_point(tmp_path):
+    equivalents = list(EQUIVALENTS.values())
+    folder = submission(tmp_path / "submission", edited(equivalents))
+    results = by_key(grade(folder, tmp_path / "results.json", *node_ids(key for e in equivalents for key in e.rows)))
+    lost = {key: results[key]["output"][:400] for edit in equivalents for key in edit.rows
+            if results[key]["score"] < results[key]["max_score"]}
+    assert not lost, lost
+
+
+# Hostile code, one kind per graded function: reference text -> replacement, and the rows it must cost.
+HOSTILE_EDITS = {
+    "hw5_vae": {
+        "        tiny = torch.finfo(p.dtype).tiny\n": "        while True:\n            pass\n",  # loops forever
+        "        return torch.bernoulli(p).to(torch.float32)": "        import os; os._exit(0)",  # exits silently
+        "        eps = torch.randn(": "        import ctypes; ctypes.string_at(0)\n        eps = torch.randn(",  # segfault
+        "        log_q = self.logpdf_diagonal_gaussian(": "        print('x' * 10_000_000)\n"  # floods stdout
+                                                        "        log_q = self.logpdf_diagonal_gaussian(",
+        "        hidden = torch.tanh(self.fc1(x))": "        torch.set_default_dtype(torch.float64)\n"  # global state
+                                                     "        torch.set_grad_enabled(False)\n"
+                                                     "        hidden = torch.tanh(self.fc1(x))"},
+    "hw5_diffusion": {  # kills its own process with SIGKILL
+        "        levels = torch.as_tensor(noise_levels, dtype=samples.dtype, device=samples.device).flatten()":
+            "        import os, signal; os.kill(os.getpid(), signal.SIGKILL)"},
+    "hw5_gan": {  # a KeyboardInterrupt, which would stop pytest itself
+        "        return discriminator_loss(self.disc(batch_data), self.disc(self.gen(z).detach()))":
+            "        raise KeyboardInterrupt"},
 }
-HOSTILE_LOSES = ["test_2b_ii_logpdf_bernoulli_matches_torch_distributions", "test_2b_iv_sample_bernoulli_values_dtype_and_mean",
-                 "test_2b_iii_sample_diagonal_gaussian_statistics", "test_2c_elbo_loss_matches_torch_distributions"]
-HOSTILE_KEEPS = ["test_2a_decoder_architecture_and_forward", "test_2b_i_logpdf_diagonal_gaussian_matches_torch_distributions",
-                 "test_2b_i_logpdf_diagonal_gaussian_broadcasts_a_prior_of_shape_latent"]
+HOSTILE_LOSES = {"test_vae.py::test_2b_ii_logpdf_bernoulli_matches_torch_distributions": "timed out",
+                 "test_vae.py::test_2b_iv_sample_bernoulli_values_dtype_and_mean": "crashed",
+                 "test_vae.py::test_2b_iii_sample_diagonal_gaussian_statistics": "crashed",
+                 "test_vae.py::test_2c_elbo_loss_matches_torch_distributions": "",
+                 "test_diffusion.py::test_4a_denoising_loss_matches_a_hand_computation": "SIGKILL",
+                 "test_gan.py::test_gan_get_loss_d_matches_hand_computed_bce": "KeyboardInterrupt"}
+HOSTILE_KEEPS = ["test_vae.py::test_2a_decoder_architecture_and_forward",
+                 "test_vae.py::test_2b_i_logpdf_diagonal_gaussian_matches_torch_distributions",
+                 "test_vae.py::test_2b_i_logpdf_diagonal_gaussian_broadcasts_a_prior_of_shape_latent",
+                 "test_diffusion.py::test_4a_generate_noise_levels_is_geometric",
+                 "test_gan.py::test_gan_dnet_architecture"]
 
 
 def test_hostile_code_loses_only_the_tests_it_breaks(tmp_path):
-    source = (ROOT / "hw5_vae.py").read_text()
-    for old, new in HOSTILE_EDITS.items():
-        assert source.count(old) == 1, old
-        source = source.replace(old, new)
-    submission = tmp_path / "submission"
-    submission.mkdir()
-    (submission / "hw5_vae.py").write_text(source)
-    run = ["tests/test_vae.py::test_2a_encoder_outputs_mean_and_positive_variance",
-           *[f"tests/test_vae.py::{name}" for name in HOSTILE_LOSES + HOSTILE_KEEPS]]
-    results = grade(submission, tmp_path / "results.json", *run, env={"HW5_TIMEOUT_SCALE": "0.25"})
+    scripts = {}
+    for script, edits in HOSTILE_EDITS.items():
+        source = reference(script)
+        for old, new in edits.items():
+            assert source.count(old) == 1, old
+            source = source.replace(old, new)
+        scripts[script] = source
+    folder = submission(tmp_path / "submission", scripts)
+    run = node_ids(["test_vae.py::test_2a_encoder_outputs_mean_and_positive_variance", *HOSTILE_LOSES, *HOSTILE_KEEPS])
+    results = grade(folder, tmp_path / "results.json", *run, env={"HW5_TIMEOUT_SCALE": "0.25"})
     assert_valid_results(results)
     tests = by_key(results)
-    for name in HOSTILE_LOSES:
-        assert tests["test_vae.py::" + name]["score"] == 0, name
-    for name in HOSTILE_KEEPS:  # run after the hostile ones, in fresh processes: unaffected
-        assert tests["test_vae.py::" + name]["status"] == "passed", tests["test_vae.py::" + name]["output"]
-    assert "timed out" in tests["test_vae.py::" + HOSTILE_LOSES[0]]["output"]
-    assert "crashed" in tests["test_vae.py::" + HOSTILE_LOSES[1]]["output"]
+    for key, reason in HOSTILE_LOSES.items():
+        assert tests[key]["score"] == 0 and reason in tests[key]["output"], (key, tests[key]["output"][:300])
+    for key in HOSTILE_KEEPS:  # run in fresh processes after (or besides) the hostile ones: unaffected
+        assert tests[key]["status"] == "passed", (key, tests[key]["output"][:300])
 
 
-@pytest.mark.parametrize("problem", ["missing", "syntax error"])
-def test_missing_or_broken_file_scores_zero_on_its_own_tests(problem, tmp_path):
-    submission = tmp_path / "submission"
-    submission.mkdir()
-    if problem == "syntax error":
-        (submission / "hw5_vae.py").write_text("def broken(:\n")
-    run = ["tests/test_vae.py::test_2a_decoder_architecture_and_forward", "tests/test_vae.py::test_2c_sample_z_draws_from_q"]
-    tests = by_key(grade(submission, tmp_path / "results.json", *run))
-    for key in run:
-        test = tests[key.split("/", 1)[1]]
-        assert test["score"] == 0
-        assert ("SyntaxError" if problem == "syntax error" else "hw5_vae.py is not in the submission") in test["output"]
+@pytest.mark.parametrize("shift", range(len(SCRIPTS)), ids=lambda k: f"{SCRIPTS[k]} broken")
+def test_missing_or_broken_files_score_zero_on_their_own_tests_only(shift, tmp_path):
+    """A script with a syntax error, the next one missing, the third intact: in turn for each script."""
+    broken, missing, intact = (SCRIPTS[(shift + k) % len(SCRIPTS)] for k in range(3))
+    folder = submission(tmp_path / "submission", {broken: "def broken(:\n", missing: None,
+                                                  intact: reference(intact)})
+    cheap = {script: [key for key, row in rubric.RUBRIC.items() if key.startswith(GRADED_FILES[script])
+                      and row.timeout <= 60][:2] for script in SCRIPTS}
+    tests = by_key(grade(folder, tmp_path / "results.json", *node_ids(sum(cheap.values(), []))))
+    for script, expected in ((broken, "SyntaxError"), (missing, f"{missing}.py is not in the submission")):
+        for key in cheap[script]:
+            assert tests[key]["score"] == 0 and expected in tests[key]["output"], (key, tests[key]["output"][:300])
+    for key in cheap[intact]:
+        assert tests[key]["status"] == "passed", (key, tests[key]["output"][:300])
 
 
 def test_results_are_written_even_when_pytest_itself_fails(tmp_path):
-    results = grade(reference_submission(tmp_path / "submission"), tmp_path / "results.json", "--no-such-option")
+    folder = submission(tmp_path / "submission", {script: reference(script) for script in SCRIPTS})
+    results = grade(folder, tmp_path / "results.json", "--no-such-option")
     assert_valid_results(results)
     assert results["score"] == 0 and "could not run" in results["output"]

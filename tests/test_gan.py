@@ -1,9 +1,10 @@
 """Tests of hw5_gan.py: the course's networks and losses against the handout, real training, the command line.
 
-The handout's items are tested through its public names only (DNet, GNet, _weight_init, GAN, gen, disc,
-_get_loss_d, _get_loss_g, _dev), so the autograder can run those tests against students' files. The rest
-(DCGAN, the minimax option, the fast training step, checkpoints, the command line) tests this reference
-implementation.
+The graded tests (GAN.a-f in tests/rubric.py) reach the script only through the `hw5_gan` fixture and only
+through the course's public names (DNet, GNet, _weight_init, GAN(zdim), gen, disc, _get_loss_d, _get_loss_g,
+_dev; the noise z ~ U[-1, 1]^zdim is drawn by the tests, as the course's training loop does), so the
+autograder can run them against students' files. The rest (DCGAN, the minimax option, the fast training step,
+checkpoints, the command line) tests this reference implementation.
 """
 from __future__ import annotations
 
@@ -19,14 +20,13 @@ from PIL import Image
 from torch import nn
 from typer.testing import CliRunner
 
-import hw5_gan
 import hw5_utils
-
+from grading import manual_seed
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 # ----------------------------------------------------------------------------------------------------
-# Architecture, against the handout's table
+# GAN.a-c: the networks, against the handout's table
 
 
 def layer_spec(layer: nn.Module) -> tuple:
@@ -61,11 +61,16 @@ def n_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def test_gan_dnet_architecture():
-    torch.manual_seed(0)
+def uniform_noise(n: int, zdim: int, device="cpu") -> torch.Tensor:
+    """The course's noise z ~ U[-1, 1]^zdim, (n, zdim), from torch's global generator."""
+    return (2 * torch.rand(n, zdim) - 1).to(device)
+
+
+def test_gan_dnet_architecture(hw5_gan):
+    manual_seed(0)
     dnet = hw5_gan.DNet()
     layers = list(dnet.children())
-    assert [layer_spec(layer) for layer in layers] == DNET_SPEC
+    assert [layer_spec(layer) for layer in layers] == DNET_SPEC, "the layers defined in __init__, in order"
     # weights + biases of conv(1->2), conv(2->4), conv(4->8) (3x3 kernels), linear(8*5*5 -> 1)
     assert n_params(dnet) == (2 * 1 * 9 + 2) + (4 * 2 * 9 + 4) + (8 * 4 * 9 + 8) + (200 + 1) == 593
     x = torch.rand(5, 1, 28, 28)
@@ -79,48 +84,48 @@ def test_gan_dnet_architecture():
     torch.testing.assert_close(logits, layers[-1](h.flatten(1)))
 
 
-@pytest.mark.parametrize("zdim", [64, 10])
-def test_gan_gnet_architecture(zdim):
-    torch.manual_seed(0)
-    gnet = hw5_gan.GNet(zdim)
-    layers = list(gnet.children())
-    assert [layer_spec(layer) for layer in layers] == gnet_spec(zdim)
-    assert n_params(gnet) == (zdim * 1568 + 1568) + (16 * 32 * 9 + 16) + (8 * 16 * 9 + 8) + (1 * 8 * 9 + 1)
-    z = torch.rand(5, zdim) * 2 - 1
-    images = gnet(z)
-    assert images.shape == (5, 1, 28, 28)
-    assert images.min() >= 0 and images.max() <= 1
-    # forward: Linear, LeakyReLU, view (32, 7, 7), then the remaining layers in order
-    h = layers[1](layers[0](z)).view(-1, 32, 7, 7)
-    for layer in layers[2:]:
-        h = layer(h)
-    torch.testing.assert_close(images, h)
+def test_gan_gnet_architecture(hw5_gan):
+    manual_seed(0)
+    for zdim in (64, 10):
+        gnet = hw5_gan.GNet(zdim)
+        layers = list(gnet.children())
+        assert [layer_spec(layer) for layer in layers] == gnet_spec(zdim), "the layers defined in __init__, in order"
+        assert n_params(gnet) == (zdim * 1568 + 1568) + (16 * 32 * 9 + 16) + (8 * 16 * 9 + 8) + (1 * 8 * 9 + 1)
+        z = uniform_noise(5, zdim)
+        images = gnet(z)
+        assert images.shape == (5, 1, 28, 28)
+        assert images.min() >= 0 and images.max() <= 1
+        # forward: Linear, LeakyReLU, view (32, 7, 7), then the remaining layers in order
+        h = layers[1](layers[0](z)).view(-1, 32, 7, 7)
+        for layer in layers[2:]:
+            h = layer(h)
+        torch.testing.assert_close(images, h)
 
 
-@pytest.mark.parametrize("make", [hw5_gan.DNet, lambda: hw5_gan.GNet(64)], ids=["DNet", "GNet"])
-def test_gan_weight_init(make):
-    """_weight_init: kaiming-uniform weights (U(-b, b), b = sqrt(6 / fan_in)) and zero biases, every layer."""
-    torch.manual_seed(0)
-    net = make()
-    weighted = [layer for layer in net.children() if isinstance(layer, (nn.Conv2d, nn.Linear))]
-    assert len(weighted) == 4
-    with torch.no_grad():  # spoil them: _weight_init must set every one again
+def test_gan_weight_init(hw5_gan):
+    """_weight_init: kaiming-uniform weights (U(-b, b), b = sqrt(6 / fan_in)) and zero biases, every layer of
+    both networks."""
+    manual_seed(0)
+    for net in (hw5_gan.DNet(), hw5_gan.GNet(64)):
+        weighted = [layer for layer in net.children() if isinstance(layer, (nn.Conv2d, nn.Linear))]
+        assert len(weighted) == 4
+        with torch.no_grad():  # spoil them: _weight_init must set every one again
+            for layer in weighted:
+                layer.weight.fill_(3.0)
+                layer.bias.fill_(1.0)
+        net._weight_init()
         for layer in weighted:
-            layer.weight.fill_(3.0)
-            layer.bias.fill_(1.0)
-    net._weight_init()
-    for layer in weighted:
-        bound = math.sqrt(6 / layer.weight[0].numel())
-        weight = layer.weight.detach()
-        assert torch.all(layer.bias == 0)
-        assert weight.abs().max() <= bound
-        # PyTorch's default init has bound b / sqrt(6); these samples reach near b itself
-        assert weight.abs().max() > 0.7 * bound
-        if weight.numel() >= 1000:  # the uniform's standard deviation b / sqrt(3), within 10%
-            assert weight.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.1)
+            bound = math.sqrt(6 / layer.weight[0].numel())
+            weight = layer.weight.detach()
+            assert torch.all(layer.bias == 0), f"{type(net).__name__}: biases not zero"
+            assert weight.abs().max() <= bound
+            # PyTorch's default init has bound b / sqrt(6); these samples reach near b itself
+            assert weight.abs().max() > 0.7 * bound, f"{type(net).__name__}: not kaiming-uniform"
+            if weight.numel() >= 1000:  # the uniform's standard deviation b / sqrt(3), within 10%
+                assert weight.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.1)
 
 
-def test_gan_noise_is_uniform_on_minus_one_one():
+def test_gan_noise_is_uniform_on_minus_one_one(hw5_gan):
     z = hw5_gan.GAN(zdim=16).sample_z(20000)
     assert z.shape == (20000, 16)
     assert z.min() >= -1 and z.max() <= 1
@@ -128,7 +133,7 @@ def test_gan_noise_is_uniform_on_minus_one_one():
     assert z.var().item() == pytest.approx(1 / 3, abs=0.01)  # U[-1, 1]: variance 1/3
 
 
-def test_gan_dcgan_pair_shapes_and_batchnorm():
+def test_gan_dcgan_pair_shapes_and_batchnorm(hw5_gan):
     gan = hw5_gan.GAN(zdim=16, arch="dcgan", device="cpu")
     images = gan.gen(gan.sample_z(6))
     assert images.shape == (6, 1, 28, 28) and images.min() >= 0 and images.max() <= 1
@@ -139,7 +144,7 @@ def test_gan_dcgan_pair_shapes_and_batchnorm():
 
 
 # ----------------------------------------------------------------------------------------------------
-# Losses, against binary cross-entropy computed by hand on fixed logits
+# GAN.d-e: the losses, against binary cross-entropy computed by hand on fixed logits
 
 REAL_LOGITS = [2.0, -1.0, 0.5]
 FAKE_LOGITS = [-3.0, 0.25, 1.5]
@@ -164,7 +169,8 @@ class FirstNoiseToPixel(nn.Module):
         return nn.functional.pad(pixel, (0, 27, 0, 27))
 
 
-def stub_gan(**kwargs) -> hw5_gan.GAN:
+def stub_gan(hw5_gan, **kwargs):
+    """The GAN under test with the stand-in networks (on its device `_dev`, the course's attribute)."""
     gan = hw5_gan.GAN(**kwargs)
     gan.disc, gan.gen = TopLeftPixel().to(gan._dev), FirstNoiseToPixel().to(gan._dev)
     return gan
@@ -186,55 +192,91 @@ def sigmoid(x: float) -> float:
     return 1 / (1 + math.exp(-x))
 
 
-def test_gan_get_loss_d_matches_hand_computed_bce():
+def test_gan_get_loss_d_matches_hand_computed_bce(hw5_gan):
     """BCE with real -> 1 plus BCE with fake -> 0, each averaged over the batch."""
-    gan = stub_gan()
+    gan = stub_gan(hw5_gan)
     loss = gan._get_loss_d(3, images_with_logits(REAL_LOGITS, gan._dev), noise_with_logits(FAKE_LOGITS, gan._dev))
     expected = (sum(-math.log(sigmoid(r)) for r in REAL_LOGITS) / 3
                 + sum(-math.log(1 - sigmoid(f)) for f in FAKE_LOGITS) / 3)
     assert loss.item() == pytest.approx(expected, rel=1e-5)
+    # a perfect discriminator has (almost) no loss; one that says 1/2 everywhere has 2 log 2
+    perfect = gan._get_loss_d(3, images_with_logits([20.0] * 3, gan._dev), noise_with_logits([-20.0] * 3, gan._dev))
+    fooled = gan._get_loss_d(3, images_with_logits([0.0] * 3, gan._dev), noise_with_logits([0.0] * 3, gan._dev))
+    assert perfect.item() == pytest.approx(0, abs=1e-6)
+    assert fooled.item() == pytest.approx(2 * math.log(2), rel=1e-5)
 
 
-def test_gan_get_loss_g_matches_hand_computed_bce():
-    """The non-saturating generator loss: mean -log D(G(z))."""
-    gan = stub_gan()
+def test_gan_get_loss_g_is_the_nonsaturating_loss(hw5_gan):
+    """The non-saturating generator loss, mean -log D(G(z)): its value, and its gradient where D rejects the
+    fakes (logit -8, D(G(z)) = 3e-4): about -1 per logit, where log(1 - D(G(z))) would give only -D(G(z))."""
+    gan = stub_gan(hw5_gan)
     loss = gan._get_loss_g(3, noise_with_logits(FAKE_LOGITS, gan._dev))
     assert loss.item() == pytest.approx(sum(-math.log(sigmoid(f)) for f in FAKE_LOGITS) / 3, rel=1e-5)
+    rejected = [-8.0, -7.0, -9.0]
+    gan._get_loss_g(3, noise_with_logits(rejected, gan._dev)).backward()
+    assert gan.gen.shift.grad.item() == pytest.approx(-sum(1 - sigmoid(x) for x in rejected) / 3, rel=1e-4)
 
 
-def test_gan_minimax_generator_loss_matches_hand_computed_value():
-    gan = stub_gan(loss="minimax")
+def test_gan_minimax_generator_loss_matches_hand_computed_value(hw5_gan):
+    gan = stub_gan(hw5_gan, loss="minimax")
     loss = gan._get_loss_g(3, noise_with_logits(FAKE_LOGITS, gan._dev))
     assert loss.item() == pytest.approx(sum(math.log(1 - sigmoid(f)) for f in FAKE_LOGITS) / 3, rel=1e-5)
 
 
-def test_gan_nonsaturating_gradient_survives_where_minimax_vanishes():
-    """Where D rejects the fakes (logit -8, D(G(z)) = 3e-4), -log D(G(z)) still pushes G (gradient about
-    -1 per logit) while log(1 - D(G(z))) barely does (-D(G(z)) per logit)."""
+def test_gan_nonsaturating_gradient_survives_where_minimax_vanishes(hw5_gan):
+    """Where D rejects the fakes, -log D(G(z)) still pushes G (gradient about -1 per logit) while
+    log(1 - D(G(z))) barely does (-D(G(z)) per logit)."""
     logits = [-8.0, -7.0, -9.0]
     grads = {}
     for kind in ("nonsaturating", "minimax"):
-        gan = stub_gan(loss=kind)
+        gan = stub_gan(hw5_gan, loss=kind)
         gan._get_loss_g(3, noise_with_logits(logits, gan._dev)).backward()
         grads[kind] = gan.gen.shift.grad.item()
-    assert grads["nonsaturating"] == pytest.approx(-sum(1 - sigmoid(x) for x in logits) / 3, rel=1e-4)
     assert grads["minimax"] == pytest.approx(-sum(sigmoid(x) for x in logits) / 3, rel=1e-4)
     assert abs(grads["nonsaturating"]) > 1000 * abs(grads["minimax"])
 
 
-def test_gan_get_loss_d_is_minimal_for_a_perfect_discriminator():
-    gan = stub_gan()
-    perfect = gan._get_loss_d(3, images_with_logits([20.0] * 3, gan._dev), noise_with_logits([-20.0] * 3, gan._dev))
-    fooled = gan._get_loss_d(3, images_with_logits([0.0] * 3, gan._dev), noise_with_logits([0.0] * 3, gan._dev))
-    assert perfect.item() == pytest.approx(0, abs=1e-6)
-    assert fooled.item() == pytest.approx(2 * math.log(2), rel=1e-5)  # D(x) = 1/2 everywhere
+# ----------------------------------------------------------------------------------------------------
+# GAN.f: a short training on real MNIST, judged by the MNIST classifier
+
+GAN_STEPS = 300        # the course's D and G updates, on batches of 64 (calibrated in the README)
+
+
+def judged_frechet(gen: nn.Module, z: torch.Tensor, judge, mnist_grey) -> float:
+    """The judge's Fréchet distance between G(z) and real test digits (generated 250 at a time: little memory)."""
+    with torch.no_grad():
+        samples = torch.cat([gen(part).cpu() for part in z.split(250)])
+    return hw5_utils.judge_digits(judge, samples, mnist_grey)["frechet_distance"]
+
+
+def test_gan_short_training_produces_digit_like_samples(hw5_gan, mnist_grey, judge):
+    """GAN_STEPS steps of the course's loop (Adam on _get_loss_d, then on _get_loss_g, same z) bring G's
+    samples much closer to real digits in the judge's features than the untrained generator's."""
+    gan = hw5_gan.GAN(zdim=64)
+    manual_seed(20)
+    device = next(gan.gen.parameters()).device
+    images = mnist_grey.train_images.view(-1, 1, 28, 28).to(device)
+    z_eval = uniform_noise(2000, 64, device)
+    before = judged_frechet(gan.gen, z_eval, judge, mnist_grey)
+    opt_d = torch.optim.Adam(gan.disc.parameters(), lr=1e-3)
+    opt_g = torch.optim.Adam(gan.gen.parameters(), lr=1e-3)
+    for _ in range(GAN_STEPS):
+        data, z = images[torch.randint(len(images), (64,)).to(device)], uniform_noise(64, 64, device)
+        opt_d.zero_grad()
+        gan._get_loss_d(64, data, z).backward()
+        opt_d.step()
+        opt_g.zero_grad()
+        gan._get_loss_g(64, z).backward()
+        opt_g.step()
+    after = judged_frechet(gan.gen, z_eval, judge, mnist_grey)
+    assert after < 0.5 * before, f"Fréchet distance to real digits {before:.0f} -> {after:.0f} after {GAN_STEPS} steps"
 
 
 # ----------------------------------------------------------------------------------------------------
-# Training
+# Training (the reference's fast loop, checkpoints)
 
 
-def test_gan_fast_training_step_matches_the_course_loop(mnist_grey):
+def test_gan_fast_training_step_matches_the_course_loop(hw5_gan, mnist_grey):
     """train_epoch (one G(z) per batch, D frozen in the G step) updates the networks exactly as the course's
     loop over _get_loss_d / _get_loss_g does, with several D and G steps per batch."""
     images = mnist_grey.train_images[:200].view(-1, 1, 28, 28)
@@ -267,35 +309,7 @@ def test_gan_fast_training_step_matches_the_course_loop(mnist_grey):
     assert ((stats[:, 2:] > 0) & (stats[:, 2:] < 1)).all()  # mean D(x), D(G(z)) are probabilities
 
 
-def test_gan_short_training_lowers_frechet_distance(mnist_grey, judge):
-    """60 steps of the course's D/G updates on real MNIST bring G's digits measurably closer to real ones."""
-    gan = hw5_gan.GAN()
-    images = mnist_grey.train_images.view(-1, 1, 28, 28).to(gan._dev)
-    generator = torch.Generator().manual_seed(0)
-    z_eval = (2 * torch.rand(2000, 64, generator=generator) - 1).to(gan._dev)
-
-    def frechet() -> float:
-        with torch.no_grad():
-            samples = gan.gen(z_eval).cpu()
-        return hw5_utils.judge_digits(judge, samples, mnist_grey)["frechet_distance"]
-
-    before = frechet()
-    dopt = torch.optim.Adam(gan.disc.parameters(), lr=1e-3)
-    gopt = torch.optim.Adam(gan.gen.parameters(), lr=1e-3)
-    for _ in range(60):
-        data = images[torch.randint(len(images), (64,), generator=generator).to(gan._dev)]
-        z = (2 * torch.rand(64, 64, generator=generator) - 1).to(gan._dev)
-        dopt.zero_grad()
-        gan._get_loss_d(64, data, z).backward()
-        dopt.step()
-        gopt.zero_grad()
-        gan._get_loss_g(64, z).backward()
-        gopt.step()
-    after = frechet()
-    assert after < 0.8 * before, f"Fréchet distance {before:.0f} -> {after:.0f}"
-
-
-def test_gan_interrupt_keeps_a_resumable_checkpoint(tmp_path, mnist_path, monkeypatch):
+def test_gan_interrupt_keeps_a_resumable_checkpoint(hw5_gan, tmp_path, mnist_path, monkeypatch):
     """Ctrl-C in the second epoch leaves gan.pt after the first, and --resume carries on from it."""
     cfg = hw5_gan.Config(epochs=3, batch_size=64, train_size=128, data=str(mnist_path))
     real_epoch, calls = hw5_gan.train_epoch, []
@@ -329,7 +343,7 @@ def files_digest(folder: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def trained_dir(tmp_path_factory, mnist_path, judge) -> Path:
+def trained_dir(hw5_gan, tmp_path_factory, mnist_path, judge) -> Path:
     """A 2-epoch run of `hw5_gan.py train` on 512 digits (the judge fixture has cached the judge it scores with)."""
     out_dir = tmp_path_factory.mktemp("gan")
     result = CliRunner().invoke(hw5_gan.app, ["train", "--epochs", "2", *TRAIN_ARGS, "--data", str(mnist_path),
@@ -356,7 +370,7 @@ def test_gan_cli_train_writes_checkpoint_figures_and_metrics(trained_dir):
     assert 0 < metrics["floor_frechet_distance"] < metrics["frechet_distance"]
 
 
-def test_gan_cli_sample_and_evaluate(trained_dir, tmp_path, cli):
+def test_gan_cli_sample_and_evaluate(hw5_gan, trained_dir, tmp_path, cli):
     out_dir = tmp_path / "run"
     shutil.copytree(trained_dir, out_dir)
     result = cli.invoke(hw5_gan.app, ["sample", "--n", "10", "--out-dir", str(out_dir)])
@@ -370,7 +384,7 @@ def test_gan_cli_sample_and_evaluate(trained_dir, tmp_path, cli):
     assert again["frechet_distance"] == pytest.approx(first["frechet_distance"], rel=1e-6)  # same seeded samples
 
 
-def test_gan_cli_resume_continues_exactly(trained_dir, tmp_path, cli, mnist_path, monkeypatch):
+def test_gan_cli_resume_continues_exactly(hw5_gan, trained_dir, tmp_path, cli, mnist_path, monkeypatch):
     """1 epoch, then --resume to 2, gives the very networks of 2 epochs in one go."""
     monkeypatch.setattr(hw5_gan, "evaluate_and_save", lambda *args, **kwargs: {})  # scoring is tested above
     args = [*TRAIN_ARGS, "--data", str(mnist_path), "--out-dir", str(tmp_path)]
@@ -408,7 +422,8 @@ def other_arch(out_dir: Path) -> None:
     (["evaluate"], foreign, "is not a checkpoint of this script"),
     (["sample"], other_arch, "does not match this model's architecture"),
 ], ids=["lr", "data", "batch-size", "resume-nothing", "corrupt", "foreign", "arch-mismatch"])
-def test_gan_cli_bad_input_is_one_line_exit_2_nothing_overwritten(trained_dir, tmp_path, cli, args, prepare, message):
+def test_gan_cli_bad_input_is_one_line_exit_2_nothing_overwritten(hw5_gan, trained_dir, tmp_path, cli, args, prepare,
+                                                                   message):
     out_dir = tmp_path / "run"
     shutil.copytree(trained_dir, out_dir)
     if prepare:
@@ -427,7 +442,7 @@ def test_gan_cli_bad_input_is_one_line_exit_2_nothing_overwritten(trained_dir, t
 
 @pytest.mark.parametrize("args", [["train", "--arch", "big"], ["train", "--loss", "wasserstein"],
                                   ["train", "--epochs", "0"], ["sample", "--n", "0"]])
-def test_gan_cli_rejects_bad_option_values(cli, tmp_path, args):
+def test_gan_cli_rejects_bad_option_values(hw5_gan, cli, tmp_path, args):
     result = cli.invoke(hw5_gan.app, [*args, "--out-dir", str(tmp_path / "run")])
     assert result.exit_code == 2 and "Invalid value" in result.stderr
     assert not (tmp_path / "run").exists()
