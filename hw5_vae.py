@@ -1,6 +1,6 @@
 """Variational autoencoder on binarized MNIST (homework 5, question 2).
 
-    python hw5_vae.py train --epochs 200     # about 2 minutes on a laptop CPU; writes outputs/vae/
+    python hw5_vae.py train --epochs 200     # about 3 minutes on a laptop CPU; writes outputs/vae/
     python hw5_vae.py plot                   # redraw the figures from outputs/vae/vae.pt
     python hw5_vae.py evaluate               # test ELBO and importance-weighted log-likelihood
 
