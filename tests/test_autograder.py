@@ -153,12 +153,13 @@ def test_equivalent_correct_answers_keep_every_point(tmp_path):
     assert not lost, lost
 
 
-# Hostile code, one kind per graded function: reference text -> replacement, and the rows it must cost.
+# Hostile code, one kind per graded function: reference text -> replacement; HOSTILE_LOSES: the rows it costs.
 HOSTILE_EDITS = {
     "hw5_vae": {
         "        tiny = torch.finfo(p.dtype).tiny\n": "        while True:\n            pass\n",  # loops forever
         "        return torch.bernoulli(p).to(torch.float32)": "        import os; os._exit(0)",  # exits silently
-        "        eps = torch.randn(": "        import ctypes; ctypes.string_at(0)\n        eps = torch.randn(",  # segfault
+        "        eps = torch.randn(":  # segfault
+            "        import ctypes; ctypes.string_at(0)\n        eps = torch.randn(",
         "        log_q = self.logpdf_diagonal_gaussian(": "        print('x' * 10_000_000)\n"  # floods stdout
                                                         "        log_q = self.logpdf_diagonal_gaussian(",
         "        hidden = torch.tanh(self.fc1(x))": "        torch.set_default_dtype(torch.float64)\n"  # global state

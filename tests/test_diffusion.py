@@ -333,8 +333,11 @@ def distances_to_floor(samples: torch.Tensor, draws: int = 10) -> dict[str, floa
     two fresh draws (the real-vs-real floor), both as rms over the draws: 1 is as close as true data gets."""
     fresh, others = [DATA.draw(len(samples)) for _ in range(draws)], [DATA.draw(len(samples)) for _ in range(draws)]
     rms = lambda values: math.sqrt(sum(v * v for v in values) / len(values))  # noqa: E731
-    return {distance.__name__: rms([distance(samples, ref) for ref in fresh]) /
-            rms([distance(other, ref) for other, ref in zip(others, fresh)]) for distance in (energy_distance, sliced_w2)}
+    ratios = {}
+    for distance in (energy_distance, sliced_w2):
+        floor = rms([distance(other, ref) for other, ref in zip(others, fresh)])
+        ratios[distance.__name__] = rms([distance(samples, ref) for ref in fresh]) / floor
+    return ratios
 
 
 def mode_shares_and_spread(samples: torch.Tensor) -> tuple[torch.Tensor, float]:

@@ -250,7 +250,8 @@ def test_2d_short_training_improves_the_test_elbo(hw5_vae, digits, trained):
 @torch.no_grad()
 def judge_confidence(judge, images: torch.Tensor) -> float:
     """The MNIST judge's mean top-class probability on images (N, 784): 1.0 on real digits, 0.68-0.83 on the
-    prior means of the 2.d model (5 seeds), about 0.3 on noise, grey or blank images and an untrained decoder's."""
+    figure's prior means from the 2.d model (5 draws), about 0.3 on noise, grey or blank images and an untrained
+    decoder's means."""
     return judge(images.cpu()).softmax(1).max(1).values.mean().item()
 
 
