@@ -7,8 +7,9 @@
 The zip holds, at its root, Gradescope's `setup.sh` (installs CPU-only torch and the other dependencies when
 Gradescope builds the image) and `run_autograder` (grades /autograder/submission into
 /autograder/results/results.json), plus the graded tests, hw5_utils.py, the MNIST file the tests train on and
-the trained MNIST judge (so that Gradescope never trains it). It never contains the reference solutions. Every path run_autograder uses can be overridden by environment
-variables (AUTOGRADER_ROOT, HW5_SUBMISSION, HW5_RESULTS, HW5_PYTHON), so tests run it in a temporary tree.
+the trained MNIST judge (so that Gradescope never trains it). It never contains the reference solutions. Every
+path run_autograder uses can be overridden by environment variables (AUTOGRADER_ROOT, HW5_SUBMISSION,
+HW5_RESULTS, HW5_PYTHON, HW5_CACHE), so tests run it in a temporary tree.
 """
 from __future__ import annotations
 
@@ -86,7 +87,7 @@ def trained_judge(data: Path) -> Path:
     """The cached MNIST judge for this MNIST file (trained here first if it is not cached yet)."""
     import hw5_utils
 
-    mnist = hw5_utils.load_mnist(data, train_size=0, binarize="none", device="cpu")
+    mnist = hw5_utils.load_mnist(data, train_size=0, binarize="none")
     hw5_utils.load_judge(mnist)
     return hw5_utils.judge_path(mnist)
 

@@ -277,9 +277,10 @@ class Grader:
             outcome["text"].append(f"{what}:\n{report.longreprtext}")
         outcome["text"].extend(f"{title}:\n{text}" for title, text in report.sections
                                if report.when == "call" and text.strip())
-        for key, value in report.user_properties:
-            if key == "deductions":
-                outcome["deductions"].extend(value)
+        if report.when == "call":  # every phase's report carries the same list: take it once
+            for key, value in report.user_properties:
+                if key == "deductions":
+                    outcome["deductions"].extend(value)
 
     def pytest_sessionfinish(self) -> None:
         tests = grade(self.outcomes, self.collect_errors)

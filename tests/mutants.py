@@ -16,6 +16,7 @@ class Edit(NamedTuple):
     old: str              # text of the reference, replaced by `new`
     new: str
     rows: tuple           # rubric keys (tests/rubric.py) that must lose points (a mutant) or keep them all
+    keeps: float | None = None  # a mutant's exact points left on its rows, where the rubric gives partial credit
 
 
 VAE, DIFFUSION, GAN = "test_vae.py::", "test_diffusion.py::", "test_gan.py::"
@@ -58,7 +59,7 @@ MUTANTS: dict[str, Edit] = {
         "hw5_vae",
         "ALPHAS = [k / 10 for k in range(11)]",
         "ALPHAS = [0.5]",
-        (VAE + "test_2e_iii_interpolation_three_pairs_eleven_alphas",)),
+        (VAE + "test_2e_iii_interpolation_three_pairs_eleven_alphas",), keeps=1.5),
     "diffusion: σ annealed the wrong way (smallest first)": Edit(
         "hw5_diffusion",
         "levels = torch.as_tensor(noise_levels, dtype=x_mod.dtype).flatten().sort(descending=True).values",

@@ -140,6 +140,8 @@ def test_each_mutant_loses_points_on_its_rows(names, tmp_path):
     kept = [f"{name}: {key}" for name, mutant in zip(names, mutants) for key in mutant.rows
             if results[key]["score"] == results[key]["max_score"]]
     assert not kept, f"mutants kept the points of {kept}"
+    for mutant in mutants:  # the rubric's partial credit, each deduction made once
+        assert mutant.keeps is None or all(results[key]["score"] == mutant.keeps for key in mutant.rows)
 
 
 def test_equivalent_correct_answers_keep_every_point(tmp_path):
@@ -151,12 +153,13 @@ def test_equivalent_correct_answers_keep_every_point(tmp_path):
     assert not lost, lost
 
 
-# Hostile code, one kind per graded function: reference text -> replacement, and the rows it must cost.
+# Hostile code, one kind per graded function: reference text -> replacement; HOSTILE_LOSES: the rows it costs.
 HOSTILE_EDITS = {
     "hw5_vae": {
         "        tiny = torch.finfo(p.dtype).tiny\n": "        while True:\n            pass\n",  # loops forever
         "        return torch.bernoulli(p).to(torch.float32)": "        import os; os._exit(0)",  # exits silently
-        "        eps = torch.randn(": "        import ctypes; ctypes.string_at(0)\n        eps = torch.randn(",  # segfault
+        "        eps = torch.randn(":  # segfault
+            "        import ctypes; ctypes.string_at(0)\n        eps = torch.randn(",
         "        log_q = self.logpdf_diagonal_gaussian(": "        print('x' * 10_000_000)\n"  # floods stdout
                                                         "        log_q = self.logpdf_diagonal_gaussian(",
         "        hidden = torch.tanh(self.fc1(x))": "        torch.set_default_dtype(torch.float64)\n"  # global state
@@ -192,7 +195,7 @@ def test_hostile_code_loses_only_the_tests_it_breaks(tmp_path):
         scripts[script] = source
     folder = submission(tmp_path / "submission", scripts)
     run = node_ids(["test_vae.py::test_2a_encoder_outputs_mean_and_positive_variance", *HOSTILE_LOSES, *HOSTILE_KEEPS])
-    results = grade(folder, tmp_path / "results.json", *run, env={"HW5_TIMEOUT_SCALE": "0.25"})
+    results = grade(folder, tmp_path / "results.json", *run, env={"HW5_TIMEOUT_SCALE": "0.1"})
     assert_valid_results(results)
     tests = by_key(results)
     for key, reason in HOSTILE_LOSES.items():

@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import os
 
 import numpy as np
 import pytest
@@ -201,11 +200,12 @@ def test_4a_langevin_step_sizes_follow_algorithm_1(hw5_diffusion):
 def test_4a_langevin_anneals_to_the_mixture_weights(hw5_diffusion):
     # NCSN's example: annealed from σ = 20 down to σ = 1 (ε = 0.1, T = 100), samples from uniform noise must
     # split 0.8 / 0.2 between the modes and match p_σ=1 = Σ w_k N(μ_k, 2 I). Annealed the wrong way (or not at
-    # all) they split about evenly, by the basins they start in.
+    # all) they split about evenly, by the basins they start in. (Algorithm 1 with these settings lands at
+    # 0.783 ± 0.007 over 30 seeds: finite annealing leaves a little mass behind.)
     def judge(x):
         upper = x.sum(1) > 0
         message = None
-        if abs(upper.float().mean().item() - 0.8) > 0.03:
+        if abs(upper.float().mean().item() - 0.8) > 0.05:
             message = f"{upper.float().mean().item():.2f} of the samples at the mode of weight 0.8 (anneal from the " \
                       f"largest noise level to the smallest)"
         for mode, chosen in ((torch.tensor([5.0, 5.0]), upper), (torch.tensor([-5.0, -5.0]), ~upper)):
@@ -291,7 +291,7 @@ def trained_score_matching(hw5_diffusion):
 
 def field_agreement(scorenet: nn.Module, sigma: float, n: int = 4000) -> float:
     """Mean cosine between scorenet(x, σ) and the exact score of DATA blurred by σ, at x ~ p_σ (n points)."""
-    generator = torch.Generator().manual_seed(int(sigma * 1e6))
+    generator = torch.Generator().manual_seed(0)
     x = DATA.draw(n, generator) + sigma * torch.randn(n, 2, generator=generator)
     with torch.no_grad():
         learned = scorenet(x, sigma)
@@ -299,6 +299,8 @@ def field_agreement(scorenet: nn.Module, sigma: float, n: int = 4000) -> float:
 
 
 def test_4b_score_field_points_toward_the_data(trained_score_matching, tmp_path, deduct):
+    """The trained field against the exact score of the blurred data where it outlines the modes; plot_score
+    draws it."""
     sm = trained_score_matching
     agreements = [field_agreement(sm.scorenet, sigma) for sigma in FIELD_LEVELS.tolist()]
     agreement = sum(agreements) / len(agreements)
@@ -331,8 +333,11 @@ def distances_to_floor(samples: torch.Tensor, draws: int = 10) -> dict[str, floa
     two fresh draws (the real-vs-real floor), both as rms over the draws: 1 is as close as true data gets."""
     fresh, others = [DATA.draw(len(samples)) for _ in range(draws)], [DATA.draw(len(samples)) for _ in range(draws)]
     rms = lambda values: math.sqrt(sum(v * v for v in values) / len(values))  # noqa: E731
-    return {distance.__name__: rms([distance(samples, ref) for ref in fresh]) /
-            rms([distance(other, ref) for other, ref in zip(others, fresh)]) for distance in (energy_distance, sliced_w2)}
+    ratios = {}
+    for distance in (energy_distance, sliced_w2):
+        floor = rms([distance(other, ref) for other, ref in zip(others, fresh)])
+        ratios[distance.__name__] = rms([distance(samples, ref) for ref in fresh]) / floor
+    return ratios
 
 
 def mode_shares_and_spread(samples: torch.Tensor) -> tuple[torch.Tensor, float]:

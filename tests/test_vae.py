@@ -255,6 +255,13 @@ def judge_confidence(judge, images: torch.Tensor) -> float:
     return judge(images.cpu()).softmax(1).max(1).values.mean().item()
 
 
+def drawn_from(samples: torch.Tensor, means: torch.Tensor) -> bool:
+    """Whether binary samples (N, 784) are more likely under the means (N, 784) beside them than under any other
+    cyclic pairing (the margin is hundreds of nats for samples of a trained VAE's prior means)."""
+    own = bernoulli_loglik(samples, means).sum()
+    return all(own > bernoulli_loglik(samples.roll(k, 0), means).sum() for k in range(1, len(samples)))
+
+
 def test_2e_i_data_space_shows_means_and_bernoulli_samples(trained, judge, tmp_path, deduct):
     """At least 4 prior samples, each as p(x|z) beside a Bernoulli sample of it, looking like digits."""
     manual_seed(14)
@@ -267,7 +274,7 @@ def test_2e_i_data_space_shows_means_and_bernoulli_samples(trained, judge, tmp_p
     binary = lambda t: set(t.unique().tolist()) <= {0.0, 1.0}  # noqa: E731
     if images.shape[1] < 2 or binary(means) or not binary(samples):
         deduct(1.5, "the figure needs both p(x|z) (grey means) and Bernoulli samples (binary)")
-    elif (bernoulli_loglik(samples, means) <= bernoulli_loglik(samples.roll(1, 0), means)).float().mean() > 0.2:
+    elif len(images) > 1 and not drawn_from(samples, means):
         deduct(1.5, "the Bernoulli samples are not drawn from the means beside them")
     confidence = judge_confidence(judge, means)
     if confidence < 0.42:
@@ -298,7 +305,8 @@ def test_2e_ii_latent_space_plots_one_mean_per_training_image(trained, digits, t
             deduct(1.5, "the points are not coloured by their digit")
     centroids = torch.stack([expected[labels == d].mean(0) for d in range(10)])
     accuracy = (torch.cdist(expected, centroids).argmin(1) == labels).float().mean().item()
-    assert accuracy > 0.4, f"digits do not separate in latent space (nearest-centroid accuracy {accuracy:.2f})"
+    # nearest-centroid accuracy: an untrained encoder 0.19-0.22, the 2.d model 0.34-0.50 (21 seeds)
+    assert accuracy > 0.28, f"digits do not separate in latent space (nearest-centroid accuracy {accuracy:.2f})"
 
 
 def test_2e_iii_interpolation_three_pairs_eleven_alphas(trained, digits, tmp_path, deduct):
