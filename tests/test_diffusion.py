@@ -25,14 +25,9 @@ from grading import manual_seed, train_once
 SHORT_ITERATIONS = 1500  # the reference's default recipe, briefly trained
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Run this file's torch work on one thread: the same floating-point results on every machine (so the
-    seeded checks behave alike everywhere), and no thread contention on a busy 2-core runner."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# conftest: one thread gives the same floating-point results on every machine (the seeded checks behave alike)
+# and no thread contention on a busy 2-core runner
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def sigma_column(sigma, x: torch.Tensor) -> torch.Tensor:
