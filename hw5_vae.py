@@ -26,9 +26,9 @@ import torch
 import typer
 from torch import nn
 
-from hw5_utils import (App, Checkpointer, MNIST, UserError, get_rng_state, load_checkpoint, load_mnist, load_weights,
-                       note, pick_device, plot_image_grid, progress, require, restore_training, save_figure,
-                       seed_everything, write_metrics)
+from hw5_utils import (App, Checkpointer, MNIST, UserError, get_rng_state, judge_digits, load_checkpoint, load_judge,
+                       load_mnist, load_weights, note, pick_device, plot_image_grid, progress, require,
+                       restore_training, save_figure, seed_everything, write_metrics)
 
 # ----------------------------------------------------------------------------------------------------
 # Hyperparameters (the command line's defaults)
@@ -381,16 +381,30 @@ def restore(out_dir: Path, data: Path | str | None = None, device: str = "auto")
     return vae.to(dev), state, mnist
 
 
+@torch.no_grad()
+def judge_prior_samples(vae: VAE, source: str, n: int = 2000, seed: int = 0) -> dict:
+    """Score n decoded prior samples p(x|z), z ~ N(0, I), with the MNIST judge (hw5_utils.judge_digits) against
+    n grey test digits of `source`: Fréchet distance and its real-vs-real floor, classes covered, confidence."""
+    device = next(vae.parameters()).device
+    grey = load_mnist(source, 0, "none", device)
+    seed_everything(seed)
+    return judge_digits(load_judge(grey), vae.decoder(torch.randn(n, vae.latent_dimension, device=device)), grey, n)
+
+
 def evaluate_and_save(vae: VAE, data: MNIST, state: dict, out_dir: Path, iw_samples: int) -> dict:
     """Compute the test metrics of a trained VAE and write them to out_dir/metrics.json."""
     cfg = state["config"]
     metrics = evaluate(vae, data.test_images, iw_samples, seed=cfg["seed"])
     metrics.update(epochs=state.get("epoch", 0), train_seconds=round(state.get("train_seconds", 0.0), 2),
                    binarize=cfg["binarize"], train_size=len(data.train_images), test_size=len(data.test_images),
-                   latent_dim=cfg["latent_dim"], data=data.source)
+                   latent_dim=cfg["latent_dim"], data=data.source,
+                   prior_samples=judge_prior_samples(vae, data.source, seed=cfg["seed"]))
     write_metrics(metrics, Path(out_dir) / "metrics.json")
+    prior = metrics["prior_samples"]
     note(f"test ELBO {metrics['test_elbo']:.2f} nats, IWAE log-likelihood (K={iw_samples}) "
-         f"{metrics['test_iwae_ll']:.2f} nats, on {len(data.test_images)} test images")
+         f"{metrics['test_iwae_ll']:.2f} nats, on {len(data.test_images)} test images; prior samples: judge's "
+         f"Fréchet distance {prior['frechet_distance']:.1f} (real digits {prior['floor_frechet_distance']:.1f}), "
+         f"{prior['classes_covered']} of 10 digits, mean confidence {prior['mean_confidence']:.2f}")
     return metrics
 
 

@@ -502,6 +502,10 @@ def test_cli_train_writes_checkpoint_figures_and_metrics(cli_run):
     assert {"test_elbo", "test_iwae_ll", "iw_samples", "epochs", "train_seconds", "binarize"} <= metrics.keys()
     assert metrics["epochs"] == 2 and metrics["iw_samples"] == 5 and metrics["binarize"] == "dynamic"
     assert -400 < metrics["test_elbo"] <= metrics["test_iwae_ll"] < 0
+    prior = metrics["prior_samples"]  # the MNIST judge on 2000 decoded prior samples
+    assert prior["n_samples"] == 2000 and 1 <= prior["classes_covered"] <= 10
+    assert 0 < prior["floor_frechet_distance"] < 20 < prior["frechet_distance"]  # 2 epochs: far from real digits
+    assert sum(prior["class_histogram"]) == pytest.approx(1) and 0.1 < prior["mean_confidence"] <= 1
 
 
 def test_cli_plot_and_evaluate_rebuild_from_the_checkpoint(hw5_vae, cli_run, cli):
