@@ -1,6 +1,6 @@
 """Score-based diffusion on 2-D points: denoising score matching + annealed Langevin dynamics (hw5, question 4).
 
-    python hw5_diffusion.py train                 # about 40 s on a laptop CPU; writes outputs/diffusion/model.pt
+    python hw5_diffusion.py train                 # about 35 s on a laptop CPU; writes outputs/diffusion/model.pt
     python hw5_diffusion.py sample                # samples, figures and metrics.json (trains first if needed)
     python hw5_diffusion.py train --data my.npy   # your own (N, 2) points instead of the "CS446" cloud
     python hw5_diffusion.py plot-score --sigma 0.05
@@ -591,7 +591,7 @@ def plot_trajectories(trajectory: torch.Tensor, samples: torch.Tensor, levels: t
     ax.scatter(*samples.cpu().T, s=2, color="0.75", label="final samples", rasterized=True)
     steps_per_level = (len(trajectory) - 1) // len(levels)
     ends = trajectory[::steps_per_level]  # the start, then the end of every level: (L + 1, n, 2)
-    for k, color in zip(range(count), plt.cm.tab10.colors):
+    for k, color in zip(range(min(count, trajectory.shape[1])), plt.cm.tab10.colors):
         points = torch.cat([ends[:, k], samples[k:k + 1].cpu()])
         ax.plot(*points.T, color=color, lw=0.8, alpha=0.7)
         ax.scatter(*points[:-1].T, s=np.linspace(2, 30, len(points) - 1), color=color, zorder=3)
@@ -677,7 +677,7 @@ def run_training(cfg: Config, out_dir: Path, device: str = "auto", resume: bool 
     if resume:
         saved = load_checkpoint(out_dir / CHECKPOINT, CHECKPOINT_KEYS + RESUME_KEYS, train_hint(out_dir))
         try:
-            cfg = Config(**{**saved["config"], "iterations": cfg.iterations})
+            cfg = Config(**{**saved["config"], "iterations": cfg.iterations or saved["config"]["iterations"]})
         except TypeError:
             raise UserError(f"{out_dir / CHECKPOINT} has an unusable config: train again without --resume") from None
     validate(cfg)
@@ -850,8 +850,9 @@ SAMPLING_SEED = typer.Option(None, help="Seed for sampling [default: the trainin
 
 
 @app.command()
-def train(iterations: int = typer.Option(Config.iterations, min=1, help="Training iterations (with --resume: "
-                                                                        "the total)."),
+def train(iterations: Optional[int] = typer.Option(None, min=1, show_default=str(Config.iterations),
+                                                   help="Training iterations (with --resume: the total, by "
+                                                        "default the saved run's)."),
           lr: float = typer.Option(Config.lr, help="Peak Adam learning rate (cosine-decayed to 0)."),
           dataset: str = typer.Option(Config.dataset, help=f"Built-in data: {', '.join(DATASETS)}."),
           data: Optional[Path] = typer.Option(None, help="Your own data: a .npy file of shape (N, 2) "
@@ -870,6 +871,7 @@ def train(iterations: int = typer.Option(Config.iterations, min=1, help="Trainin
           resume: bool = typer.Option(False, help="Continue the run saved in --out-dir, with its saved settings.")
           ) -> None:
     """Train the score model; save model.pt and the data, loss-curve and score-field figures in --out-dir."""
+    iterations = iterations or (0 if resume else Config.iterations)  # 0: the saved run's total
     cfg = Config(dataset=dataset, data=str(data) if data else None, n_points=n_points, iterations=iterations,
                  batch_size=batch_size, lr=lr, sigma_max=sigma_max, sigma_min=sigma_min, num_levels=num_levels,
                  sigma_weighted=sigma_weighted, hidden_units=hidden_units, seed=seed)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Literal, Optional
 
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 import torch.nn.functional as F
 import typer
@@ -30,7 +31,7 @@ from torchvision.utils import make_grid
 
 from hw5_utils import (App, Checkpointer, MNIST, UserError, get_rng_state, judge_digits, load_checkpoint, load_judge,
                        load_mnist, load_weights, note, pick_device, plot_image_grid, progress, require,
-                       restore_training, save_figure, seed_everything, write_metrics)
+                       restore_training, save_figure, save_gif, seed_everything, write_metrics)
 
 # ----------------------------------------------------------------------------------------------------
 # Hyperparameters (the command line's defaults)
@@ -406,12 +407,7 @@ def save_progress_gif(frames: dict, path: Path, seconds_per_frame: float = 0.5) 
         frame.paste(Image.fromarray(pixels), (0, 14))
         ImageDraw.Draw(frame).text((2, 1), f"epoch {epoch}", fill=0)
         images.append(frame)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], loop=0,
-                   duration=int(seconds_per_frame * 1000), optimize=True)
-    tmp.replace(path)
-    return path
+    return save_gif([np.asarray(image) for image in images], path, fps=1 / seconds_per_frame)
 
 
 def make_figures(state: dict, images: torch.Tensor, cfg: Config, out_dir: Path) -> list[Path]:
@@ -475,15 +471,16 @@ def run_training(cfg: Config, out_dir: Path, device: str | torch.device = "auto"
     """
     out_dir = Path(out_dir)
     dev = pick_device(device) if isinstance(device, str) else device
-    require(cfg.lr > 0, f"--lr must be > 0, got {cfg.lr}")
-    require(min(cfg.epochs, cfg.batch_size, cfg.zdim, cfg.iter_d, cfg.iter_g) >= 1,
-            "--epochs, --batch-size, --zdim, --iter-d and --iter-g must be at least 1")
     saved = None
     if resume:
         saved = load_checkpoint(out_dir / CHECKPOINT, CHECKPOINT_KEYS + ("opt_gen", "opt_disc", "epoch", "rng",
                                                                           "history", "fixed_z", "frames"),
                                 train_hint(out_dir))
-        cfg = Config(**{**saved["config"], "epochs": cfg.epochs, "data": cfg.data or saved["config"]["data"]})
+        cfg = Config(**{**saved["config"], "epochs": cfg.epochs or saved["config"]["epochs"],
+                        "data": cfg.data or saved["config"]["data"]})  # epochs 0: the saved total
+    require(cfg.lr > 0, f"--lr must be > 0, got {cfg.lr}")
+    require(min(cfg.epochs, cfg.batch_size, cfg.zdim, cfg.iter_d, cfg.iter_g) >= 1,
+            "--epochs, --batch-size, --zdim, --iter-d and --iter-g must be at least 1")
     data = load_mnist(cfg.data, cfg.train_size, "none", dev)
     cfg.data = data.source
     images = data.train_images.view(-1, 1, 28, 28)
@@ -518,7 +515,7 @@ DEVICE = typer.Option("auto", help="auto (cuda, then mps, then cpu), cpu, cuda, 
 
 
 @app.command()
-def train(epochs: int = typer.Option(100, min=1, help="Epochs to train (with --resume: the total)."),
+def train(epochs: Optional[int] = typer.Option(None, min=1, show_default="100", help="Epochs to train (with --resume: the total, by default the saved run's)."),
           batch_size: int = typer.Option(256, min=1), lr: float = typer.Option(2e-4, help="Adam learning rate."),
           zdim: int = typer.Option(64, min=1, help="Dimension of the noise z ~ U[-1, 1]^zdim."),
           arch: Literal["course", "dcgan"] = typer.Option("course", help="course: the handout's DNet/GNet; "
@@ -532,6 +529,7 @@ def train(epochs: int = typer.Option(100, min=1, help="Epochs to train (with --r
           resume: bool = typer.Option(False, help="Continue the run saved in --out-dir, with its saved settings.")
           ) -> None:
     """Train the GAN, then save gan.pt, the figures and metrics.json in --out-dir."""
+    epochs = epochs or (0 if resume else Config.epochs)  # 0: the saved run's total
     cfg = Config(zdim=zdim, arch=arch, loss=loss, epochs=epochs, batch_size=batch_size, lr=lr, iter_d=iter_d,
                  iter_g=iter_g, train_size=train_size, data=str(data) if data else None, seed=seed)
     run_training(cfg, out_dir, device, resume)

@@ -222,10 +222,11 @@ def save_array(array: np.ndarray, path: Path) -> Path:
 
 
 def save_gif(frames: list[np.ndarray], path: Path, fps: float = 10.0) -> Path:
-    """Write RGB(A) frames (H, W, 3 or 4) uint8 as a looping animated GIF (atomically, via Pillow); returns path."""
+    """Write uint8 frames, grey (H, W) or RGB(A) (H, W, 3 or 4), as a looping animated GIF of 16 colours
+    (atomically, via Pillow); returns path."""
     from PIL import Image
 
-    images = [Image.fromarray(frame[..., :3]).quantize(colors=16) for frame in frames]
+    images = [Image.fromarray(frame if frame.ndim == 2 else frame[..., :3]).quantize(colors=16) for frame in frames]
     _atomic_write(path, lambda tmp: images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
                                                    duration=round(1000 / fps), loop=0, optimize=True))
     return Path(path)

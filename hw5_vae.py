@@ -421,7 +421,8 @@ def run_training(cfg: Config, out_dir: Path, device: str = "auto", resume: bool 
     if resume:
         saved = load_checkpoint(out_dir / CHECKPOINT, CHECKPOINT_KEYS + ("optimizer", "epoch", "rng", "history"),
                                 train_hint(out_dir))
-        cfg = Config(**{**saved["config"], "epochs": cfg.epochs, "data": cfg.data or saved["config"]["data"]})
+        cfg = Config(**{**saved["config"], "epochs": cfg.epochs or saved["config"]["epochs"],
+                        "data": cfg.data or saved["config"]["data"]})  # epochs 0: the saved total
     data = load_mnist(cfg.data, cfg.train_size, cfg.binarize, dev)
     cfg.data = data.source
     seed_everything(cfg.seed)
@@ -455,12 +456,13 @@ IW_SAMPLES = typer.Option(1000, min=1, help="Importance samples per test image f
 
 
 @app.command()
-def train(epochs: int = typer.Option(200, min=1, help="Epochs to train (with --resume: the total)."),
+def train(epochs: Optional[int] = typer.Option(None, min=1, show_default="200", help="Epochs to train (with --resume: the total, by default the saved run's)."),
           batch_size: int = typer.Option(100, min=1),
           lr: float = typer.Option(3e-3, help="Peak Adam learning rate, decayed along a cosine to 0."),
           kl: Literal["analytic", "monte-carlo"] = typer.Option(
               "analytic", help="analytic: Eq. 1, KL in closed form; monte-carlo: Eq. 2, the course's elbo_loss."),
-          latent_dim: int = typer.Option(2, min=1), hidden_units: int = typer.Option(500, min=1),
+          latent_dim: int = typer.Option(2, min=2, help="Latent dimensions (at least 2: the figures plot two)."),
+          hidden_units: int = typer.Option(500, min=1),
           train_size: int = typer.Option(10000, min=0, help="Use the first N training images; 0 = all."),
           binarize: Literal["dynamic", "round"] = typer.Option(
               "dynamic", help="dynamic: a fresh Bernoulli draw of every image each epoch; round: fixed rounding."),
@@ -468,6 +470,7 @@ def train(epochs: int = typer.Option(200, min=1, help="Epochs to train (with --r
           resume: bool = typer.Option(False, help="Continue the run saved in --out-dir, with its saved settings."),
           iw_samples: int = IW_SAMPLES) -> None:
     """Train the VAE, then save vae.pt, the figures and metrics.json in --out-dir."""
+    epochs = epochs or (0 if resume else Config.epochs)  # 0: the saved run's total
     cfg = Config(latent_dim=latent_dim, hidden_units=hidden_units, epochs=epochs, batch_size=batch_size, lr=lr, kl=kl,
                  train_size=train_size, binarize=binarize, data=str(data) if data else None, seed=seed)
     run_training(cfg, out_dir, device, resume, iw_samples)

@@ -504,7 +504,11 @@ def test_cli_train_sample_plot_evaluate_resume(run, tmp_path):
     assert (out / "sampling.gif").stat().st_size > 5_000
     assert run("plot-score", "--sigma", 0.2, "--out-dir", out).exit_code == 0
     assert run("evaluate", "--sampling-iterations", 2, "--out-dir", out).exit_code == 0
+    assert run("sample", "--n-samples", 2, "--sampling-iterations", 2, "--out-dir", out).exit_code == 0  # < 8 paths
+    assert np.load(out / "samples.npy").shape == (2, 2)
     assert run("train", "--resume", "--iterations", 45, "--out-dir", out).exit_code == 0
+    assert torch.load(out / "model.pt", weights_only=True)["iteration"] == 45
+    assert run("train", "--resume", "--out-dir", out).exit_code == 0  # no --iterations: the saved total, 45
     assert torch.load(out / "model.pt", weights_only=True)["iteration"] == 45
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -506,6 +507,16 @@ def test_cli_train_writes_checkpoint_figures_and_metrics(cli_run):
     assert prior["n_samples"] == 2000 and 1 <= prior["classes_covered"] <= 10
     assert 0 < prior["floor_frechet_distance"] < 20 < prior["frechet_distance"]  # 2 epochs: far from real digits
     assert sum(prior["class_histogram"]) == pytest.approx(1) and 0.1 < prior["mean_confidence"] <= 1
+
+
+def test_cli_resume_without_epochs_keeps_the_saved_total(hw5_vae, cli_run, cli, tmp_path):
+    _, out_dir = cli_run
+    copy = tmp_path / "run"
+    shutil.copytree(out_dir, copy)
+    result = cli.invoke(hw5_vae.app, ["train", "--resume", "--out-dir", str(copy), "--iw-samples", "5"])
+    assert result.exit_code == 0, result.output
+    assert "already has 2 epochs" in result.stderr  # not the default 200
+    assert torch.load(copy / "vae.pt", weights_only=True)["epoch"] == 2
 
 
 def test_cli_plot_and_evaluate_rebuild_from_the_checkpoint(hw5_vae, cli_run, cli):
