@@ -553,6 +553,7 @@ def bad_files(tmp_path: Path) -> dict[str, Path]:
 
 BAD_TRAIN_ARGS = {
     "zero epochs": ["--epochs", "0"],
+    "one latent dimension": ["--latent-dim", "1"],  # the figures plot two
     "zero batch size": ["--batch-size", "0"],
     "negative lr": ["--lr", "-1"],
     "unknown binarization": ["--binarize", "halftone"],
