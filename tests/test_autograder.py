@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -132,11 +133,25 @@ def mutant_rounds() -> list[list[str]]:
     return [[name for name in names if name] for names in itertools.zip_longest(*by_script)]
 
 
+@pytest.fixture(scope="module")
+def mutant_results(tmp_path_factory) -> dict:
+    """Every round of mutants graded on the rows they name: {round: results by rubric key}. The rounds are
+    graded two at a time (each grading runs its tests one by one, on one core; each has its own cache)."""
+
+    def grade_round(names: tuple) -> dict:
+        mutants = [MUTANTS[name] for name in names]
+        folder = tmp_path_factory.mktemp("mutants")
+        return by_key(grade(submission(folder / "submission", edited(mutants)), folder / "results.json",
+                            *node_ids(key for mutant in mutants for key in mutant.rows)))
+
+    rounds = [tuple(names) for names in mutant_rounds()]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(zip(rounds, pool.map(grade_round, rounds)))
+
+
 @pytest.mark.parametrize("names", mutant_rounds(), ids=" + ".join)
-def test_each_mutant_loses_points_on_its_rows(names, tmp_path):
-    mutants = [MUTANTS[name] for name in names]
-    folder = submission(tmp_path / "submission", edited(mutants))
-    results = by_key(grade(folder, tmp_path / "results.json", *node_ids(key for m in mutants for key in m.rows)))
+def test_each_mutant_loses_points_on_its_rows(names, mutant_results):
+    mutants, results = [MUTANTS[name] for name in names], mutant_results[tuple(names)]
     kept = [f"{name}: {key}" for name, mutant in zip(names, mutants) for key in mutant.rows
             if results[key]["score"] == results[key]["max_score"]]
     assert not kept, f"mutants kept the points of {kept}"
