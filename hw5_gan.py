@@ -515,7 +515,9 @@ DEVICE = typer.Option("auto", help="auto (cuda, then mps, then cpu), cpu, cuda, 
 
 
 @app.command()
-def train(epochs: Optional[int] = typer.Option(None, min=1, show_default="100", help="Epochs to train (with --resume: the total, by default the saved run's)."),
+def train(epochs: Optional[int] = typer.Option(None, min=1, show_default="100",
+                                               help="Epochs to train (with --resume: the total, by default the "
+                                                    "saved run's)."),
           batch_size: int = typer.Option(256, min=1), lr: float = typer.Option(2e-4, help="Adam learning rate."),
           zdim: int = typer.Option(64, min=1, help="Dimension of the noise z ~ U[-1, 1]^zdim."),
           arch: Literal["course", "dcgan"] = typer.Option("course", help="course: the handout's DNet/GNet; "

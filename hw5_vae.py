@@ -456,7 +456,9 @@ IW_SAMPLES = typer.Option(1000, min=1, help="Importance samples per test image f
 
 
 @app.command()
-def train(epochs: Optional[int] = typer.Option(None, min=1, show_default="200", help="Epochs to train (with --resume: the total, by default the saved run's)."),
+def train(epochs: Optional[int] = typer.Option(None, min=1, show_default="200",
+                                               help="Epochs to train (with --resume: the total, by default the "
+                                                    "saved run's)."),
           batch_size: int = typer.Option(100, min=1),
           lr: float = typer.Option(3e-3, help="Peak Adam learning rate, decayed along a cosine to 0."),
           kl: Literal["analytic", "monte-carlo"] = typer.Option(
