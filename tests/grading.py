@@ -89,14 +89,14 @@ def train_once(module, name: str, train) -> None:
     killed while saving leaves no half-written file)."""
     import torch
 
+    from hw5_utils import save_checkpoint
+
     path = grading_cache(name) / "weights.pt"
     if path.exists():
         module.load_state_dict(torch.load(path, weights_only=True))
         return
     train()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(module.state_dict(), tmp)
-    os.replace(tmp, path)
+    save_checkpoint(module.state_dict(), path)
 
 
 # ----------------------------------------------------------------------------------------------------
