@@ -82,7 +82,11 @@ class Decoder(nn.Module):
         self.fc2_dec = nn.Linear(hidden_units, data_dimension)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.fc2_dec(torch.tanh(self.fc1_dec(z))))
+        return torch.sigmoid(self.logits(z))
+
+    def logits(self, z: torch.Tensor) -> torch.Tensor:
+        """z (B, latent_dimension) -> logits (B, data_dimension), p = sigmoid(logits): what training uses."""
+        return self.fc2_dec(torch.tanh(self.fc1_dec(z)))
 
 
 class VAE(nn.Module):
@@ -123,6 +127,15 @@ class VAE(nn.Module):
         tiny = torch.finfo(p.dtype).tiny
         return (x * torch.log(p.clamp_min(tiny)) + (1 - x) * torch.log((1 - p).clamp_min(tiny))).sum(-1)
 
+    @staticmethod
+    def logpdf_bernoulli_logits(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """logpdf_bernoulli(x, sigmoid(logits)) computed from the logits: x, logits (B, D) -> (B,).
+
+        Exact where the sigmoid would round p to 0 or 1 (logpdf_bernoulli can only clamp there), and one kernel
+        forward and one backward instead of a dozen elementwise ones: the training step's cheaper form.
+        """
+        return -nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
+
     def sample_z(self, mu: torch.Tensor, sigma_square: torch.Tensor) -> torch.Tensor:
         """z ~ q(z|x) given its parameters: mu, sigma_square (B, L) -> z (B, L)."""
         return self.sample_diagonal_gaussian(mu, sigma_square)
@@ -152,10 +165,9 @@ class VAE(nn.Module):
         """
         mu, sigma_square = self.encoder(x)
         z = self.sample_z(mu, sigma_square)
-        p = self.decoder(z)
         if kl == "analytic":
-            return (self.logpdf_bernoulli(x, p) - self.kl_to_prior(mu, sigma_square)).mean()
-        return self.elbo_loss(z, mu, sigma_square, x, p)
+            return (self.logpdf_bernoulli_logits(x, self.decoder.logits(z)) - self.kl_to_prior(mu, sigma_square)).mean()
+        return self.elbo_loss(z, mu, sigma_square, x, self.decoder(z))
 
     @staticmethod
     def interpolate_mu(mua: torch.Tensor, mub: torch.Tensor, alpha: float = 0.5) -> torch.Tensor:
@@ -168,7 +180,7 @@ class VAE(nn.Module):
         mu, sigma_square = self.encoder(x)
         mu, sigma_square = mu.repeat_interleave(k, 0), sigma_square.repeat_interleave(k, 0)  # (B*k, L)
         z = self.sample_z(mu, sigma_square)
-        log_p_x = self.logpdf_bernoulli(x.repeat_interleave(k, 0), self.decoder(z))
+        log_p_x = self.logpdf_bernoulli_logits(x.repeat_interleave(k, 0), self.decoder.logits(z))
         log_p_z = self.logpdf_diagonal_gaussian(z, torch.zeros_like(z[0]), torch.ones_like(z[0]))
         return (log_p_x + log_p_z - self.logpdf_diagonal_gaussian(z, mu, sigma_square)).view(len(x), k)
 
@@ -266,10 +278,28 @@ def training_state(vae: VAE, optimizer: torch.optim.Optimizer, cfg: Config, epoc
             "train_seconds": train_seconds, "rng": get_rng_state()}
 
 
+def bernoulli_sampler(images: torch.Tensor):
+    """images (N, D) in [0, 1] -> a function returning a fresh draw x ~ Bernoulli(images), (N, D) float32, per call.
+
+    Only grey pixels (0 < p < 1, a fifth of MNIST's) need a random number; drawing those alone is 2x faster on CPU
+    than comparing every pixel with torch.rand, and 8x faster than torch.bernoulli.
+    """
+    grey = ((images > 0) & (images < 1)).flatten().nonzero().squeeze(1)
+    p_grey, ones = images.flatten()[grey], (images == 1).float()
+
+    def draw() -> torch.Tensor:
+        x = ones.clone()
+        x.view(-1)[grey] = (torch.rand_like(p_grey) < p_grey).float()
+        return x
+    return draw
+
+
 def fit(vae: VAE, optimizer: torch.optim.Optimizer, data: MNIST, cfg: Config, checkpointer: Checkpointer,
         state: dict) -> dict:
     """Train from state['epoch'] to cfg.epochs (minibatches by index from one tensor); returns the final state."""
     x_train, n = data.train_images, len(data.train_images)
+    # 'dynamic': a fresh binary image each epoch, which overfits less than the fixed rounding of 'round'
+    binarized = bernoulli_sampler(x_train) if cfg.binarize == "dynamic" else lambda: x_train
     epoch, history, seconds = state["epoch"], state["history"], state["train_seconds"]
     bar = progress(range(epoch, cfg.epochs), initial=epoch, total=cfg.epochs, desc="VAE", unit="epoch")
     with checkpointer.guard():
@@ -277,9 +307,7 @@ def fit(vae: VAE, optimizer: torch.optim.Optimizer, data: MNIST, cfg: Config, ch
             tic = time.perf_counter()
             for group in optimizer.param_groups:  # cosine decay, a function of the epoch alone: resumes exactly
                 group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * epoch / cfg.epochs))
-            x_epoch = x_train.index_select(0, torch.randperm(n, device=x_train.device))  # 10x faster than x[perm]
-            if cfg.binarize == "dynamic":  # a fresh binary image each epoch: less overfitting than fixed rounding
-                x_epoch = (torch.rand_like(x_epoch) < x_epoch).float()  # = torch.bernoulli(x_epoch), 4x faster on CPU
+            x_epoch = binarized().index_select(0, torch.randperm(n, device=x_train.device))  # 10x faster than x[perm]
             elbo_sum = torch.zeros((), device=x_train.device)
             for start in range(0, n, cfg.batch_size):
                 x = x_epoch[start:start + cfg.batch_size]

@@ -52,8 +52,8 @@ MUTANTS: dict[str, Edit] = {
         (VAE + "test_2c_elbo_loss_matches_torch_distributions",)),
     "vae: decoder with ReLU instead of tanh": Edit(
         "hw5_vae",
-        "return torch.sigmoid(self.fc2_dec(torch.tanh(self.fc1_dec(z))))",
-        "return torch.sigmoid(self.fc2_dec(torch.relu(self.fc1_dec(z))))",
+        "return self.fc2_dec(torch.tanh(self.fc1_dec(z)))",
+        "return self.fc2_dec(torch.relu(self.fc1_dec(z)))",
         (VAE + "test_2a_decoder_architecture_and_forward",)),
     "vae: interpolation at alpha = 0.5 only": Edit(
         "hw5_vae",
@@ -147,7 +147,7 @@ EQUIVALENTS: dict[str, Edit] = {
         "hw5_vae",
         "        self.fc2_dec = nn.Linear(hidden_units, data_dimension)\n\n"
         "    def forward(self, z: torch.Tensor) -> torch.Tensor:\n"
-        "        return torch.sigmoid(self.fc2_dec(torch.tanh(self.fc1_dec(z))))",
+        "        return torch.sigmoid(self.logits(z))",
         "        self.fc2_dec = nn.Linear(hidden_units, data_dimension)\n        self.dropout = nn.Dropout(0.0)\n\n"
         "    def forward(self, z: torch.Tensor) -> torch.Tensor:\n"
         "        return torch.sigmoid(self.fc2_dec(self.dropout(torch.tanh(self.fc1_dec(z)))))",

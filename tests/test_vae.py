@@ -371,6 +371,52 @@ def test_kl_to_prior_matches_torch_distributions(hw5_vae):
     torch.testing.assert_close(hw5_vae.VAE.kl_to_prior(mu, sigma_square), expected)
 
 
+def test_logpdf_bernoulli_logits_matches_torch_distributions_where_the_sigmoid_saturates(hw5_vae):
+    """The training path's log p(x|z) from logits: exact even where sigmoid(logits) rounds to 0 or 1 in float32."""
+    torch.manual_seed(17)
+    logits = torch.cat([torch.randn(3, 784) * 4, torch.full((1, 784), 40.0), torch.full((1, 784), -40.0)])
+    x = torch.bernoulli(torch.full((5, 784), 0.5))
+    expected = Bernoulli(logits=logits.double()).log_prob(x.double()).sum(1).float()
+    torch.testing.assert_close(hw5_vae.VAE.logpdf_bernoulli_logits(x, logits), expected, rtol=1e-5, atol=1e-3)
+    assert expected[3:].abs().min() > 100 * 40  # rows 3-4 disagree with x on ~392 pixels: each costs 40 nats
+    moderate = slice(0, 3)  # where the sigmoid does not saturate, it is the course's logpdf_bernoulli of sigmoid(logits)
+    torch.testing.assert_close(hw5_vae.VAE.logpdf_bernoulli_logits(x[moderate], logits[moderate]),
+                               hw5_vae.VAE.logpdf_bernoulli(x[moderate], torch.sigmoid(logits[moderate])),
+                               rtol=1e-5, atol=1e-3)
+
+
+def test_forward_is_the_elbo_with_the_analytic_kl(hw5_vae):
+    """vae(x): mean over the batch of log p(x|z) - KL(q(z|x) || N(0, I)), z the reparameterized draw, recomputed
+    here with torch.distributions from the same random numbers; the decoder's logits are its p before the sigmoid."""
+    torch.manual_seed(18)
+    vae, x = hw5_vae.VAE(latent_dimension=3), torch.bernoulli(torch.full((6, 784), 0.3))
+    torch.manual_seed(19)
+    elbo = vae(x, "analytic")
+    torch.manual_seed(19)
+    mu, sigma_square = vae.encoder(x)
+    q = Independent(Normal(mu, sigma_square.sqrt()), 1)
+    z = mu + sigma_square.sqrt() * torch.randn(6, 3)
+    layer1, layer2 = vae.decoder.fc1_dec, vae.decoder.fc2_dec
+    p = torch.sigmoid(torch.tanh(z @ layer1.weight.T + layer1.bias) @ layer2.weight.T + layer2.bias)
+    expected = Independent(Bernoulli(probs=p), 1).log_prob(x) - torch.distributions.kl_divergence(
+        q, Independent(Normal(torch.zeros(3), torch.ones(3)), 1))
+    torch.testing.assert_close(elbo, expected.mean(), rtol=1e-5, atol=1e-3)
+    torch.testing.assert_close(torch.sigmoid(vae.decoder.logits(z)), p)
+
+
+def test_bernoulli_sampler_draws_each_pixel_with_its_probability(hw5_vae):
+    """Dynamic binarization: black and white pixels stay, grey ones are 1 with their grey level, fresh each call."""
+    torch.manual_seed(20)
+    levels = torch.tensor([0.0, 1.0, 0.1, 0.5, 0.9, 0.3])
+    draw = hw5_vae.bernoulli_sampler(levels.repeat(2000, 1))
+    first, second = draw(), draw()
+    assert first.shape == (2000, 6) and first.dtype == torch.float32 and set(first.unique().tolist()) <= {0.0, 1.0}
+    assert (first[:, 0] == 0).all() and (first[:, 1] == 1).all()
+    assert not torch.equal(first, second)
+    frequency = torch.stack([draw() for _ in range(20)]).mean((0, 1))  # 40000 draws per grey level
+    torch.testing.assert_close(frequency[2:], levels[2:], atol=0.01, rtol=0)  # 4+ standard errors
+
+
 def test_analytic_and_monte_carlo_elbo_agree_in_expectation(hw5_vae, digits):
     """Eq. 1 and Eq. 2 estimate the same ELBO: averaged over 4000 draws of z they agree within 5 s.e."""
     torch.manual_seed(16)
