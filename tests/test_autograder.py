@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 import rubric
-from mutants import EQUIVALENTS, MUTANTS, apply
+from mutants import EQUIVALENTS, MUTANTS, Edit, apply
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -201,13 +201,8 @@ HOSTILE_KEEPS = ["test_vae.py::test_2a_decoder_architecture_and_forward",
 
 
 def test_hostile_code_loses_only_the_tests_it_breaks(tmp_path):
-    scripts = {}
-    for script, edits in HOSTILE_EDITS.items():
-        source = reference(script)
-        for old, new in edits.items():
-            assert source.count(old) == 1, old
-            source = source.replace(old, new)
-        scripts[script] = source
+    scripts = {script: apply(reference(script), [Edit(script, old, new, ()) for old, new in edits.items()])
+               for script, edits in HOSTILE_EDITS.items()}
     folder = submission(tmp_path / "submission", scripts)
     run = node_ids(["test_vae.py::test_2a_encoder_outputs_mean_and_positive_variance", *HOSTILE_LOSES, *HOSTILE_KEEPS])
     results = grade(folder, tmp_path / "results.json", *run, env={"HW5_TIMEOUT_SCALE": "0.1"})
