@@ -36,8 +36,8 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from hw5_utils import (App, Checkpointer, UserError, get_rng_state, load_checkpoint, load_weights, note, pick_device,
-                       progress, require, restore_training, save_array, save_figure, save_gif, seed_everything,
-                       write_metrics)
+                       progress, require, restore_training, resumed_config, save_array, save_figure, save_gif,
+                       seed_everything, write_metrics)
 
 # ----------------------------------------------------------------------------------------------------
 # Hyperparameters (the command line's defaults)
@@ -676,10 +676,7 @@ def run_training(cfg: Config, out_dir: Path, device: str = "auto", resume: bool 
     saved = None
     if resume:
         saved = load_checkpoint(out_dir / CHECKPOINT, CHECKPOINT_KEYS + RESUME_KEYS, train_hint(out_dir))
-        try:
-            cfg = Config(**{**saved["config"], "iterations": cfg.iterations or saved["config"]["iterations"]})
-        except TypeError:
-            raise UserError(f"{out_dir / CHECKPOINT} has an unusable config: train again without --resume") from None
+        cfg = resumed_config(Config, saved, out_dir / CHECKPOINT, iterations=cfg.iterations)
     validate(cfg)
     cloud = saved_cloud(saved) if saved is not None else load_points(cfg)
     noise_levels = saved["noise_levels"] if saved is not None else \

@@ -31,7 +31,7 @@ from torchvision.utils import make_grid
 
 from hw5_utils import (App, Checkpointer, MNIST, UserError, get_rng_state, judge_digits, load_checkpoint, load_judge,
                        load_mnist, load_weights, note, pick_device, plot_image_grid, progress, require,
-                       restore_training, save_figure, save_gif, seed_everything, write_metrics)
+                       restore_training, resumed_config, save_figure, save_gif, seed_everything, write_metrics)
 
 # ----------------------------------------------------------------------------------------------------
 # Hyperparameters (the command line's defaults)
@@ -476,8 +476,7 @@ def run_training(cfg: Config, out_dir: Path, device: str | torch.device = "auto"
         saved = load_checkpoint(out_dir / CHECKPOINT, CHECKPOINT_KEYS + ("opt_gen", "opt_disc", "epoch", "rng",
                                                                           "history", "fixed_z", "frames"),
                                 train_hint(out_dir))
-        cfg = Config(**{**saved["config"], "epochs": cfg.epochs or saved["config"]["epochs"],
-                        "data": cfg.data or saved["config"]["data"]})  # epochs 0: the saved total
+        cfg = resumed_config(Config, saved, out_dir / CHECKPOINT, epochs=cfg.epochs, data=cfg.data)
     require(cfg.lr > 0, f"--lr must be > 0, got {cfg.lr}")
     require(min(cfg.epochs, cfg.batch_size, cfg.zdim, cfg.iter_d, cfg.iter_g) >= 1,
             "--epochs, --batch-size, --zdim, --iter-d and --iter-g must be at least 1")

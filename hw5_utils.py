@@ -175,6 +175,18 @@ def load_checkpoint(path: Path, required: Iterable[str], train_hint: str) -> dic
     return state
 
 
+def resumed_config(config_type: type, checkpoint: dict, path: Path, **given):
+    """The settings of the run saved in `checkpoint` (read from `path`), with the options given again on top.
+
+    given: options of `--resume` (e.g. epochs, data); None or 0 keeps the saved value. A saved config this version
+    cannot rebuild (an older or foreign checkpoint) is a one-line `UserError`.
+    """
+    try:
+        return config_type(**{**checkpoint["config"], **{key: value for key, value in given.items() if value}})
+    except TypeError:
+        raise UserError(f"{path} has an unusable config: train again without --resume") from None
+
+
 def load_weights(module: torch.nn.Module, weights: dict, path: Path) -> None:
     """`module.load_state_dict(weights)`, reporting an architecture mismatch as a one-line `UserError`."""
     try:

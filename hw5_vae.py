@@ -28,7 +28,7 @@ from torch import nn
 
 from hw5_utils import (App, Checkpointer, MNIST, UserError, get_rng_state, judge_digits, load_checkpoint, load_judge,
                        load_mnist, load_weights, note, pick_device, plot_image_grid, progress, require,
-                       restore_training, save_figure, seed_everything, write_metrics)
+                       restore_training, resumed_config, save_figure, seed_everything, write_metrics)
 
 # ----------------------------------------------------------------------------------------------------
 # Hyperparameters (the command line's defaults)
@@ -449,8 +449,7 @@ def run_training(cfg: Config, out_dir: Path, device: str = "auto", resume: bool 
     if resume:
         saved = load_checkpoint(out_dir / CHECKPOINT, CHECKPOINT_KEYS + ("optimizer", "epoch", "rng", "history"),
                                 train_hint(out_dir))
-        cfg = Config(**{**saved["config"], "epochs": cfg.epochs or saved["config"]["epochs"],
-                        "data": cfg.data or saved["config"]["data"]})  # epochs 0: the saved total
+        cfg = resumed_config(Config, saved, out_dir / CHECKPOINT, epochs=cfg.epochs, data=cfg.data)
     data = load_mnist(cfg.data, cfg.train_size, cfg.binarize, dev)
     cfg.data = data.source
     seed_everything(cfg.seed)

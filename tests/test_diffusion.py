@@ -583,9 +583,14 @@ def test_cli_bad_inputs_fail_in_one_line_and_keep_the_model(run, bad_files, args
     assert sorted(path.name for path in out.iterdir()) == ["model.pt"]
 
 
-def test_cli_needs_a_readable_checkpoint(run, tmp_path):
+def test_cli_needs_a_readable_checkpoint(hw5_diffusion, run, tmp_path):
     assert_one_line_error(run("evaluate", "--out-dir", tmp_path), "no checkpoint")
     (tmp_path / "model.pt").write_bytes(b"garbage")
     assert_one_line_error(run("plot-score", "--out-dir", tmp_path), "cannot read checkpoint")
     torch.save({"encoder": {}, "decoder": {}}, tmp_path / "model.pt")
     assert_one_line_error(run("sample", "--out-dir", tmp_path), "missing model")
+    keys = hw5_diffusion.CHECKPOINT_KEYS + hw5_diffusion.RESUME_KEYS
+    torch.save({**dict.fromkeys(keys, {}), "config": {"an_older_setting": 1}}, tmp_path / "model.pt")  # another version
+    before = (tmp_path / "model.pt").read_bytes()
+    assert_one_line_error(run("train", "--resume", "--out-dir", tmp_path), "has an unusable config")
+    assert (tmp_path / "model.pt").read_bytes() == before

@@ -407,6 +407,12 @@ def foreign(out_dir: Path) -> None:
     torch.save({"encoder": {}, "decoder": {}, "config": {}}, out_dir / "gan.pt")
 
 
+def older_config(out_dir: Path) -> None:
+    state = torch.load(out_dir / "gan.pt", weights_only=True)
+    state["config"]["an_older_setting"] = 1  # a config this version's Config cannot rebuild
+    torch.save(state, out_dir / "gan.pt")
+
+
 def other_arch(out_dir: Path) -> None:
     state = torch.load(out_dir / "gan.pt", weights_only=True)
     state["config"]["arch"] = "dcgan"
@@ -421,7 +427,8 @@ def other_arch(out_dir: Path) -> None:
     (["sample"], corrupt, "cannot read checkpoint"),
     (["evaluate"], foreign, "is not a checkpoint of this script"),
     (["sample"], other_arch, "does not match this model's architecture"),
-], ids=["lr", "data", "batch-size", "resume-nothing", "corrupt", "foreign", "arch-mismatch"])
+    (["train", "--resume"], older_config, "has an unusable config"),
+], ids=["lr", "data", "batch-size", "resume-nothing", "corrupt", "foreign", "arch-mismatch", "resume-older-config"])
 def test_gan_cli_bad_input_is_one_line_exit_2_nothing_overwritten(hw5_gan, trained_dir, tmp_path, cli, args, prepare,
                                                                    message):
     out_dir = tmp_path / "run"

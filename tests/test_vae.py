@@ -642,6 +642,14 @@ def test_cli_bad_checkpoints_exit_2_with_one_line(hw5_vae, cli, tmp_path, cli_ru
     for folder in (empty, corrupt, other_arch, not_vae):
         for command in ("plot", "evaluate"):
             assert_one_line_error(cli.invoke(hw5_vae.app, [command, "--out-dir", str(folder)]))
+    older = tmp_path / "older"
+    older.mkdir()
+    state["config"]["an_older_setting"] = 1  # a config this version's Config cannot rebuild
+    torch.save(state, older / "vae.pt")
+    before = (older / "vae.pt").read_bytes()
+    result = cli.invoke(hw5_vae.app, ["train", "--resume", "--out-dir", str(older)])
+    assert_one_line_error(result)
+    assert "has an unusable config" in result.stderr and (older / "vae.pt").read_bytes() == before
 
 
 def test_bad_input_never_touches_existing_outputs(hw5_vae, cli, tmp_path, cli_run):
