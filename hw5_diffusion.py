@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import math
+import shlex
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,9 +36,9 @@ from matplotlib.textpath import TextPath
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
-from hw5_utils import (App, Checkpointer, UserError, get_rng_state, load_checkpoint, load_weights, note, pick_device,
-                       progress, require, restore_training, resumed_config, save_array, save_figure, save_gif,
-                       seed_everything, write_metrics)
+from hw5_utils import (App, Checkpointer, UserError, check_out_dir, get_rng_state, load_checkpoint, load_weights, note,
+                       pick_device, progress, require, restore_training, resumed_config, save_array, save_figure,
+                       save_gif, seed_everything, write_metrics)
 
 # ----------------------------------------------------------------------------------------------------
 # Hyperparameters (the command line's defaults)
@@ -310,11 +311,15 @@ class ScoreMatching:
         per_sample = (self.scorenet(perturbed, sigma_chosen) + (perturbed - samples) / sigma ** 2).square().sum(1)
         return (per_sample * sigma_chosen ** 2 if sigma_weighted else per_sample).sum()
 
+    def prior_spread(self) -> torch.Tensor:
+        """√(s² + σ_max²), a scalar: the spread of p_σmax, the data blurred by the largest noise level."""
+        scale = self.scorenet.scale
+        return torch.sqrt(scale ** 2 + self.noise_levels.max().to(scale) ** 2)
+
     def initial_random_samples(self, n: int) -> torch.Tensor:
         """n starting points for Langevin dynamics: N(c, (s² + σ_max²) I), about p_σmax -> (n, 2)."""
-        center, scale = self.scorenet.center, self.scorenet.scale
-        spread = torch.sqrt(scale ** 2 + self.noise_levels.max().to(scale) ** 2)
-        return center + spread * torch.randn(n, 2, device=center.device)
+        center = self.scorenet.center
+        return center + self.prior_spread() * torch.randn(n, 2, device=center.device)
 
     @torch.no_grad()
     def langevin_dynamics_sample(self, x_mod: torch.Tensor, noise_levels: torch.Tensor, iterations: int, lr: float,
@@ -458,8 +463,8 @@ def sliced_w2(a: torch.Tensor, b: torch.Tensor, directions: int = 90) -> float:
 def energy_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     """Energy distance √(2 E‖X − Y‖ − E‖X − X'‖ − E‖Y − Y'‖) of point sets a (n, 2), b (m, 2).
 
-    A metric between distributions, in the data's units (scipy.stats.energy_distance's convention; the
-    expectations are means over all pairs).
+    A metric between distributions that grows as the square root of the data's scale
+    (scipy.stats.energy_distance's convention; the expectations are means over all pairs).
     """
     def mean_distance(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         return torch.cdist(u, v, compute_mode="donot_use_mm_for_euclid_dist").mean()
@@ -658,7 +663,7 @@ def validate(cfg: Config) -> None:
     for name in ("iterations", "batch_size", "num_levels", "hidden_units", "num_layers"):
         require(getattr(cfg, name) >= 1, f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
     require(cfg.fourier_features >= 0, f"--fourier-features must be >= 0, got {cfg.fourier_features}")
-    require(cfg.lr > 0, f"--lr must be > 0, got {cfg.lr}")
+    require(0 < cfg.lr < math.inf, f"--lr must be a positive number, got {cfg.lr}")
     require(0 <= cfg.ema_decay < 1, f"--ema-decay must be in [0, 1), got {cfg.ema_decay}")
     for name in ("sigma_max", "sigma_min"):
         value = getattr(cfg, name)
@@ -671,7 +676,7 @@ def run_training(cfg: Config, out_dir: Path, device: str = "auto", resume: bool 
 
     Everything the user gave is checked before anything in out_dir is written. Returns the final state.
     """
-    out_dir = Path(out_dir)
+    out_dir = check_out_dir(out_dir)
     dev = pick_device(device)
     saved = None
     if resume:
@@ -695,9 +700,9 @@ def run_training(cfg: Config, out_dir: Path, device: str = "auto", resume: bool 
     levels = sm.noise_levels
     note(f"training on {len(cloud.points)} points of {cloud.name}, {len(levels)} noise levels "
          f"{levels.max().item():.3g} -> {levels.min().item():.3g}, device {dev}, out-dir {out_dir}")
-    resume_command = f"python hw5_diffusion.py train --resume --iterations {cfg.iterations} --out-dir {out_dir}"
-    checkpointer = Checkpointer(out_dir / CHECKPOINT, resume_command, unit="iteration")
-    checkpointer.state = state if saved is not None else None
+    resume_command = (f"python hw5_diffusion.py train --resume --iterations {cfg.iterations} "
+                      f"--out-dir {shlex.quote(str(out_dir))}")
+    checkpointer = Checkpointer(out_dir / CHECKPOINT, resume_command, unit="iteration", state=saved)
     state = fit(sm, ema, optimizer, cloud, cfg, checkpointer, state)
     note(f"trained {state['iteration']} iterations in {state['train_seconds']:.1f} s; saved {out_dir / CHECKPOINT}")
     figures = [plot_points(cloud.points, out_dir / "data.png", f"Training data: {len(cloud.points)} points "
@@ -759,11 +764,15 @@ def generate(sm: ScoreMatching, n: int, iterations: int, lr: float, seed: int,
     start = sm.initial_random_samples(n)
     run = functools.partial(sm.langevin_dynamics_sample, noise_levels=sm.noise_levels, iterations=iterations, lr=lr,
                             denoise=True)
-    if not tracked:
-        return run(start).cpu(), None
-    samples, trajectory = run(start[:tracked], return_trajectory=True)
-    if n > tracked:
+    samples, trajectory = run(start[:tracked], return_trajectory=True) if tracked else (run(start), None)
+    if n > tracked > 0:
         samples = torch.cat([samples, run(start[tracked:])])
+    # Every start lies within a few prior spreads of the center: 100 of them away (or NaN) means ε is too large.
+    reach = 100 * sm.prior_spread()
+    paths = [samples] if trajectory is None else [samples, trajectory]
+    within = all(bool(((path - sm.scorenet.center).norm(dim=-1) < reach).all()) for path in paths)
+    require(within, f"Langevin sampling diverged (points flew off to {samples.abs().max().item():.3g}) with step size "
+                    f"ε = {lr:.3g}: lower --sampling-lr")
     return samples.cpu(), trajectory
 
 
@@ -806,7 +815,7 @@ def run_sampling(out_dir: Path, n_samples: int = 2000, iterations: int = SAMPLIN
                  lr: Optional[float] = None, seed: Optional[int] = None, device: str = "auto") -> dict:
     """Sample from out_dir/model.pt (training one with the defaults first if there is none); write samples.npy,
     the sampling figures and metrics.json. Returns the metrics."""
-    out_dir = Path(out_dir)
+    out_dir = check_out_dir(out_dir)
     pick_device(device)
     check_sampling_options(n_samples, iterations, lr)
     if not (out_dir / CHECKPOINT).exists():
@@ -892,7 +901,7 @@ def plot_score_command(sigma: Optional[float] = typer.Option(None, help="Noise l
                        out_dir: Path = OUT_DIR, device: str = DEVICE) -> None:
     """Draw the learned score field over the data: --out-dir/score_field.png."""
     require(sigma is None or (math.isfinite(sigma) and sigma > 0), f"--sigma must be > 0, got {sigma}")
-    sm, _, cloud = restore(out_dir, device)
+    sm, _, cloud = restore(check_out_dir(out_dir), device)
     note(f"wrote {draw_score_field(sm, cloud.points, out_dir, sigma)}")
 
 
@@ -902,7 +911,7 @@ def evaluate_command(sampling_iterations: int = SAMPLING_ITERATIONS_OPTION,
                      seed: Optional[int] = SAMPLING_SEED, device: str = DEVICE) -> None:
     """Compare 5 x 2000 fresh samples with fresh data (sliced W2, energy distance, their floors): metrics.json."""
     check_sampling_options(EVAL_SIZE, sampling_iterations, sampling_lr)
-    sm, state, cloud = restore(out_dir, device)
+    sm, state, cloud = restore(check_out_dir(out_dir), device)
     lr, seed = sampling_defaults(sm, state, sampling_lr, seed)
     evaluate_and_save(sm, cloud, state, out_dir, sampling_iterations, lr, seed)
 

@@ -15,6 +15,7 @@ confidently (early training), so by default it minimizes -log D(G(z)) instead (t
 from __future__ import annotations
 
 import math
+import shlex
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,8 +30,8 @@ from PIL import Image, ImageDraw
 from torch import nn
 from torchvision.utils import make_grid
 
-from hw5_utils import (App, Checkpointer, MNIST, UserError, get_rng_state, judge_digits, load_checkpoint, load_judge,
-                       load_mnist, load_weights, note, pick_device, plot_image_grid, progress, require,
+from hw5_utils import (App, Checkpointer, MNIST, UserError, check_out_dir, get_rng_state, judge_digits, load_checkpoint,
+                       load_judge, load_mnist, load_weights, note, pick_device, plot_image_grid, progress, require,
                        restore_training, resumed_config, save_figure, save_gif, seed_everything, write_metrics)
 
 # ----------------------------------------------------------------------------------------------------
@@ -469,7 +470,7 @@ def run_training(cfg: Config, out_dir: Path, device: str | torch.device = "auto"
     gan: networks to train (GAN.train passes itself); by default new ones from cfg. Everything the user gave
     is checked before anything in out_dir is written.
     """
-    out_dir = Path(out_dir)
+    out_dir = check_out_dir(out_dir)
     dev = pick_device(device) if isinstance(device, str) else device
     saved = None
     if resume:
@@ -477,9 +478,11 @@ def run_training(cfg: Config, out_dir: Path, device: str | torch.device = "auto"
                                                                           "history", "fixed_z", "frames"),
                                 train_hint(out_dir))
         cfg = resumed_config(Config, saved, out_dir / CHECKPOINT, epochs=cfg.epochs, data=cfg.data)
-    require(cfg.lr > 0, f"--lr must be > 0, got {cfg.lr}")
+    require(0 < cfg.lr < math.inf, f"--lr must be a positive number, got {cfg.lr}")
     require(min(cfg.epochs, cfg.batch_size, cfg.zdim, cfg.iter_d, cfg.iter_g) >= 1,
             "--epochs, --batch-size, --zdim, --iter-d and --iter-g must be at least 1")
+    require(cfg.arch != "dcgan" or cfg.batch_size >= 2,
+            "--arch dcgan needs --batch-size of at least 2 (its batch normalization averages over the batch)")
     data = load_mnist(cfg.data, cfg.train_size, "none", dev)
     cfg.data = data.source
     images = data.train_images.view(-1, 1, 28, 28)
@@ -494,9 +497,8 @@ def run_training(cfg: Config, out_dir: Path, device: str | torch.device = "auto"
         state = {**saved, "fixed_z": saved["fixed_z"].to(dev)}
     note(f"training the {cfg.arch} GAN ({cfg.loss} G loss) on {len(images)} images from {data.source}, "
          f"device {dev}, out-dir {out_dir}")
-    resume_command = f"python hw5_gan.py train --resume --epochs {cfg.epochs} --out-dir {out_dir}"
-    checkpointer = Checkpointer(out_dir / CHECKPOINT, resume_command)
-    checkpointer.state = state if saved is not None else None
+    resume_command = f"python hw5_gan.py train --resume --epochs {cfg.epochs} --out-dir {shlex.quote(str(out_dir))}"
+    checkpointer = Checkpointer(out_dir / CHECKPOINT, resume_command, state=state if saved is not None else None)
     state = fit(gan, opt_gen, opt_disc, images, cfg, checkpointer, state, out_dir)
     figures = make_figures(state, images, cfg, out_dir)
     note(f"figures: {', '.join(str(path) for path in figures)} and the test_<epoch>.png grids")
@@ -540,7 +542,7 @@ def train(epochs: Optional[int] = typer.Option(None, min=1, show_default="100",
 def sample(n: int = typer.Option(64, min=1, max=10000, help="How many digits to draw."), out_dir: Path = OUT_DIR,
            seed: int = 0, device: str = DEVICE) -> None:
     """Draw n new digits from --out-dir/gan.pt into --out-dir/samples.png."""
-    gan, state = restore(out_dir, device)
+    gan, state = restore(check_out_dir(out_dir), device)
     seed_everything(seed)
     path = plot_samples(gan.generate(gan.sample_z(n)), Path(out_dir) / "samples.png",
                         f"{n} samples after {state.get('epoch', 0)} epochs ({gan.arch})")
@@ -551,7 +553,7 @@ def sample(n: int = typer.Option(64, min=1, max=10000, help="How many digits to 
 def evaluate_command(out_dir: Path = OUT_DIR, data: Optional[Path] = DATA, device: str = DEVICE,
                      n: int = typer.Option(EVAL_SAMPLES, min=2, help="Generated digits to score.")) -> None:
     """Score --out-dir/gan.pt's digits with the MNIST judge into metrics.json."""
-    gan, state = restore(out_dir, device)
+    gan, state = restore(check_out_dir(out_dir), device)
     evaluate_and_save(gan, state, out_dir, data, n)
 
 

@@ -31,6 +31,12 @@ import torch.nn.functional as F  # noqa: E402
 import typer  # noqa: E402
 from torch import nn  # noqa: E402
 from tqdm import tqdm  # noqa: E402
+from typer.core import TyperGroup  # noqa: E402
+
+try:  # click's UsageError: newer typer versions ship their own copy of click
+    from typer._click.exceptions import UsageError  # noqa: E402
+except ImportError:
+    from click.exceptions import UsageError  # noqa: E402
 
 # ----------------------------------------------------------------------------------------------------
 # Command line and errors
@@ -43,15 +49,40 @@ class UserError(Exception):
     """
 
 
-class App(typer.Typer):
-    """A typer app whose commands report a `UserError` as one line on stderr with exit code 2.
+@contextlib.contextmanager
+def _usage_errors_in_one_line():
+    try:
+        yield
+    except UsageError as error:
+        hint = f" (see '{error.ctx.command_path} --help')" if error.ctx is not None else ""
+        typer.echo(f"Error: {error.format_message()}{hint}", err=True)
+        raise typer.Exit(error.exit_code) from None
 
-    Plain help (no boxes) keeps errors to a single line; tracebacks are reserved for real bugs.
+
+class _OneLineUsageErrors(TyperGroup):
+    """Typer's command group, except that a bad option value or an unknown command prints one `Error:` line
+    (exit code 2) without the usage block typer puts above it."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        if not args:  # no arguments at all: typer shows the help
+            return super().make_context(info_name, args, parent, **extra)
+        with _usage_errors_in_one_line():
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: Any) -> Any:
+        with _usage_errors_in_one_line():  # the subcommand's options are parsed in here
+            return super().invoke(ctx)
+
+
+class App(typer.Typer):
+    """A typer app whose bad options and `UserError`s are each one line on stderr with exit code 2.
+
+    Plain help (no boxes); tracebacks are reserved for real bugs.
     """
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                         rich_markup_mode=None, **kwargs)
+        super().__init__(cls=_OneLineUsageErrors, add_completion=False, no_args_is_help=True,
+                         pretty_exceptions_enable=False, rich_markup_mode=None, **kwargs)
 
     def command(self, *args: Any, **kwargs: Any) -> Callable:
         register = super().command(*args, **kwargs)
@@ -147,7 +178,21 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         write(tmp)
         os.replace(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # e.g. a read-only folder: the write's own error is the one to report
+            tmp.unlink(missing_ok=True)
+
+
+def check_out_dir(out_dir: Path) -> Path:
+    """Fail early, with a one-line `UserError`, when out_dir could not be created or written; returns it.
+
+    Called before any long work, so that a run is never lost to a bad --out-dir at the end.
+    """
+    out_dir = Path(out_dir)
+    nearest = next(folder for folder in (out_dir, *out_dir.absolute().parents) if folder.exists())
+    require(nearest.is_dir(), f"--out-dir {out_dir}: {nearest} is a file, not a folder; pass a folder")
+    require(os.access(nearest, os.W_OK | os.X_OK), f"--out-dir {out_dir}: cannot write in {nearest}; "
+                                                   f"pass a folder you can write to")
+    return out_dir
 
 
 def save_checkpoint(state: dict, path: Path) -> None:
@@ -263,10 +308,12 @@ class Checkpointer:
     `unit` names the trainer's progress counter (`state[unit]`, e.g. 'epoch' or 'iteration') in messages.
     """
 
-    def __init__(self, path: Path, resume_command: str, every_seconds: float = 60.0, unit: str = "epoch") -> None:
+    def __init__(self, path: Path, resume_command: str, every_seconds: float = 60.0, unit: str = "epoch",
+                 state: dict | None = None) -> None:
+        """state: the checkpoint a resumed run starts from (kept as a copy: the optimizer shares its tensors)."""
         self.path, self.resume_command, self.every_seconds = Path(path), resume_command, every_seconds
         self.unit = unit
-        self.state: dict | None = None
+        self.state: dict | None = copy.deepcopy(state)
         self._last_write = time.monotonic()
 
     def snapshot(self, state: dict) -> None:
@@ -297,6 +344,9 @@ class Checkpointer:
             if self.state is not None:
                 note(f"\nInterrupted. Saved {self.path} after {self.unit} {self.state[self.unit]}; resume with:\n"
                      f"  {self.resume_command}")
+            else:
+                note(f"\nInterrupted in the first {self.unit}: nothing was saved" +
+                     (f" ({self.path} is an earlier run's)" if self.path.exists() else ""))
             raise
 
 
@@ -342,8 +392,9 @@ def _read_npz(path: Path) -> tuple[np.ndarray, ...]:
         raise UserError(f"cannot read {path} ({type(error).__name__}): expected {layout}") from None
     x_train, y_train, x_test, y_test = arrays
     for name, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
-        require(x.ndim in (2, 3) and x[0].size == 784 and len(x) == len(y) > 0,
+        require(x.ndim in (2, 3) and len(x) > 0 and x[0].size == 784 and y.size == len(y) == len(x),
                 f"{path}: x_{name} must hold 28x28 images, one label each in y_{name} (got {x.shape} and {y.shape})")
+        require(y.dtype.kind in "iuf" and np.isin(y, np.arange(10)).all(), f"{path}: y_{name} must hold digits 0-9")
     return arrays
 
 
@@ -351,12 +402,13 @@ def _read_torchvision(root: Path) -> tuple[np.ndarray, ...]:
     """A torchvision MNIST root (downloading into it when online) -> (x_train, y_train, x_test, y_test)."""
     from torchvision.datasets import MNIST as TorchvisionMNIST
 
-    created = not root.exists()
+    # the outermost folder torchvision will create (root, or MNIST/ in it), removed again if the download fails
+    created = root if not root.exists() else None if (root / "MNIST").exists() else root / "MNIST"
     try:
         train, test = (TorchvisionMNIST(str(root), train=flag, download=True) for flag in (True, False))
     except Exception as error:
-        if created:  # leave no empty folders behind
-            shutil.rmtree(root, ignore_errors=True)
+        if created is not None:  # leave no empty folders behind
+            shutil.rmtree(created, ignore_errors=True)
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:100]
         raise UserError(
             f"MNIST is not in {root}/MNIST/raw and could not be downloaded ({reason}). Put the four MNIST .gz "
@@ -381,12 +433,11 @@ def load_mnist(source: Path | str | None = None, train_size: int = 10000, binari
     require(binarize in BINARIZATIONS, f"unknown binarization '{binarize}': use {', '.join(BINARIZATIONS)}")
     require(train_size >= 0, f"--train-size must be >= 0 (0 = all), got {train_size}")
     path = Path(source) if source is not None else default_mnist_source()
-    if path.suffix == ".npz":
+    if path.is_file() or path.suffix.lower() == ".npz":  # a torchvision root is a folder
         require(path.is_file(), f"no data file {path}: pass --data with a Keras-layout .npz or a torchvision "
                                 f"MNIST folder, or set {MNIST_ENV}")
         x_train, y_train, x_test, y_test = _read_npz(path)
     else:
-        require(not path.is_file(), f"{path} is neither a .npz file nor a torchvision MNIST folder")
         x_train, y_train, x_test, y_test = _read_torchvision(path)
     if train_size > len(x_train):
         note(f"note: {path} has {len(x_train)} training images, fewer than --train-size {train_size}; using all")
@@ -521,7 +572,8 @@ def train_judge(data: MNIST, steps: int = 1500, batch_size: int = 128, lr: float
     The global RNGs are left as they were, so scoring inside a training run does not change the run.
     """
     images, labels = data.train_images.reshape(-1, 1, 28, 28), data.train_labels
-    with torch.random.fork_rng(devices=[images.device] if images.device.type == "cuda" else []):
+    # enable_grad: the judge is first needed inside scoring code that runs under torch.no_grad()
+    with torch.enable_grad(), torch.random.fork_rng(devices=[images.device] if images.device.type == "cuda" else []):
         torch.manual_seed(seed)
         judge = MNISTJudge().to(images.device)
         optimizer = torch.optim.AdamW(judge.parameters(), lr=lr, weight_decay=1e-4)

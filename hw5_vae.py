@@ -16,6 +16,7 @@ closed form (Eq. 1: the same objective with lower-variance gradients), and Adam'
 from __future__ import annotations
 
 import math
+import shlex
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,8 +27,8 @@ import torch
 import typer
 from torch import nn
 
-from hw5_utils import (App, Checkpointer, MNIST, UserError, get_rng_state, judge_digits, load_checkpoint, load_judge,
-                       load_mnist, load_weights, note, pick_device, plot_image_grid, progress, require,
+from hw5_utils import (App, Checkpointer, MNIST, UserError, check_out_dir, get_rng_state, judge_digits, load_checkpoint,
+                       load_judge, load_mnist, load_weights, note, pick_device, plot_image_grid, progress, require,
                        restore_training, resumed_config, save_figure, seed_everything, write_metrics)
 
 # ----------------------------------------------------------------------------------------------------
@@ -342,10 +343,13 @@ def evaluate(vae: VAE, images: torch.Tensor, iw_samples: int = 1000, seed: int =
     log p(x) >= log (1/K) sum_k w_k, which tightens as K grows.
     """
     seed_everything(seed)
-    chunk = max(1, rows_per_chunk // iw_samples)
+    chunk = max(1, rows_per_chunk // iw_samples)            # images per pass...
+    samples_per_pass = min(iw_samples, rows_per_chunk)      # ...and, for a huge K, samples per pass
     elbo, iwae = [], []
     for start in range(0, len(images), chunk):
-        log_w = vae.log_importance_weights(images[start:start + chunk], iw_samples)
+        x = images[start:start + chunk]
+        log_w = torch.cat([vae.log_importance_weights(x, min(samples_per_pass, iw_samples - done))
+                           for done in range(0, iw_samples, samples_per_pass)], 1)  # (B, K)
         elbo.append(log_w.mean(1))
         iwae.append(torch.logsumexp(log_w, 1) - math.log(iw_samples))
     return {"test_elbo": torch.cat(elbo).mean().item(), "test_iwae_ll": torch.cat(iwae).mean().item(),
@@ -372,8 +376,17 @@ def plot_learning_curve(history: dict, path: Path) -> Path:
     return save_figure(fig, path)
 
 
+def check_figure_digits(data: MNIST) -> None:
+    """The interpolation figure needs a training image of each digit in INTERPOLATION_PAIRS: a one-line
+    `UserError` up front when some are missing (a tiny --train-size), rather than after training."""
+    missing = sorted({digit for pair in INTERPOLATION_PAIRS for digit in pair} - set(data.train_labels.tolist()))
+    require(not missing, f"the {len(data.train_images)} training images have no digit {', '.join(map(str, missing))} "
+                         f"for the interpolation figure: use a larger --train-size")
+
+
 def make_figures(vae: VAE, data: MNIST, history: dict, out_dir: Path, seed: int) -> list[Path]:
     """Write every figure of the question (2.e.i-iii), the latent manifold and the learning curve."""
+    check_figure_digits(data)  # before the first figure is written
     seed_everything(seed)
     images, labels = data.train_images.round(), data.train_labels  # binary, as the encoder is trained
     vae.visualize_data_space(out_dir / "data_space.png")
@@ -442,15 +455,16 @@ def run_training(cfg: Config, out_dir: Path, device: str = "auto", resume: bool 
 
     Everything the user gave is checked before anything in out_dir is written.
     """
-    out_dir = Path(out_dir)
+    out_dir = check_out_dir(out_dir)
     dev = pick_device(device)
-    require(cfg.lr > 0, f"--lr must be > 0, got {cfg.lr}")
+    require(0 < cfg.lr < math.inf, f"--lr must be a positive number, got {cfg.lr}")
     saved = None
     if resume:
         saved = load_checkpoint(out_dir / CHECKPOINT, CHECKPOINT_KEYS + ("optimizer", "epoch", "rng", "history"),
                                 train_hint(out_dir))
         cfg = resumed_config(Config, saved, out_dir / CHECKPOINT, epochs=cfg.epochs, data=cfg.data)
     data = load_mnist(cfg.data, cfg.train_size, cfg.binarize, dev)
+    check_figure_digits(data)
     cfg.data = data.source
     seed_everything(cfg.seed)
     vae = VAE(cfg.latent_dim, cfg.hidden_units, cfg.data_dim).to(dev)
@@ -462,9 +476,8 @@ def run_training(cfg: Config, out_dir: Path, device: str = "auto", resume: bool 
         state = saved
     note(f"training on {len(data.train_images)} images from {data.source} ({cfg.binarize} binarization), "
          f"device {dev}, out-dir {out_dir}")
-    resume_command = f"python hw5_vae.py train --resume --epochs {cfg.epochs} --out-dir {out_dir}"
-    checkpointer = Checkpointer(out_dir / CHECKPOINT, resume_command)
-    checkpointer.state = state if saved is not None else None
+    resume_command = f"python hw5_vae.py train --resume --epochs {cfg.epochs} --out-dir {shlex.quote(str(out_dir))}"
+    checkpointer = Checkpointer(out_dir / CHECKPOINT, resume_command, state=saved)
     state = fit(vae, optimizer, data, cfg, checkpointer, state)
     figures = make_figures(vae, data, state["history"], out_dir, cfg.seed)
     note(f"figures: {', '.join(str(path) for path in figures)}")
@@ -508,7 +521,7 @@ def train(epochs: Optional[int] = typer.Option(None, min=1, show_default="200",
 @app.command()
 def plot(out_dir: Path = OUT_DIR, data: Optional[Path] = DATA, device: str = DEVICE) -> None:
     """Redraw the figures from --out-dir/vae.pt."""
-    vae, state, mnist = restore(out_dir, data, device)
+    vae, state, mnist = restore(check_out_dir(out_dir), data, device)
     figures = make_figures(vae, mnist, state.get("history", {}), out_dir, state["config"]["seed"])
     note(f"figures: {', '.join(str(path) for path in figures)}")
 
@@ -517,7 +530,7 @@ def plot(out_dir: Path = OUT_DIR, data: Optional[Path] = DATA, device: str = DEV
 def evaluate_command(out_dir: Path = OUT_DIR, iw_samples: int = IW_SAMPLES, data: Optional[Path] = DATA,
                      device: str = DEVICE) -> None:
     """Recompute the test ELBO and IWAE log-likelihood of --out-dir/vae.pt into metrics.json."""
-    vae, state, mnist = restore(out_dir, data, device)
+    vae, state, mnist = restore(check_out_dir(out_dir), data, device)
     evaluate_and_save(vae, mnist, state, out_dir, iw_samples)
 
 

@@ -510,6 +510,19 @@ def test_cli_train_sample_plot_evaluate_resume(run, tmp_path):
     assert torch.load(out / "model.pt", weights_only=True)["iteration"] == 45
     assert run("train", "--resume", "--out-dir", out).exit_code == 0  # no --iterations: the saved total, 45
     assert torch.load(out / "model.pt", weights_only=True)["iteration"] == 45
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    for command in ("sample", "evaluate"):  # a step size far too large: the samples blow up
+        result = run(command, "--sampling-lr", 0.01, "--sampling-iterations", 2, "--out-dir", out)
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        assert result.stderr.strip().splitlines()[-1].startswith("Error: Langevin sampling diverged"), result.stderr
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before
+
+
+def test_cli_rejects_an_out_dir_that_is_a_file(run, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    for command in ("train", "sample", "evaluate", "plot-score"):
+        assert_one_line_error(run(command, "--out-dir", tmp_path / "notes.txt"), "is a file")
+    assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
 def test_cli_train_on_own_data_adapts_noise_levels(hw5_diffusion, run, tmp_path):
@@ -546,6 +559,10 @@ def test_interrupted_training_saves_and_resumes(hw5_diffusion, tmp_path, monkeyp
     with pytest.raises(KeyboardInterrupt):
         hw5_diffusion.run_training(cfg, tmp_path, device="cpu")
     assert torch.load(tmp_path / "model.pt", weights_only=True)["iteration"] == 100  # the last snapshot
+    with pytest.raises(KeyboardInterrupt):  # resumed from 100 and interrupted again before the next snapshot
+        hw5_diffusion.run_training(cfg, tmp_path, device="cpu", resume=True)
+    saved = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert saved["iteration"] == 100 and len(saved["history"]) == 100  # the resumed iterations are not in it
     monkeypatch.setattr(hw5_diffusion, "learning_rate", original)
     state = hw5_diffusion.run_training(cfg, tmp_path, device="cpu", resume=True)
     assert state["iteration"] == 250 and len(state["history"]) == 250
@@ -568,7 +585,9 @@ def bad_files(tmp_path):
     (("train", "--data", "text.npy"), "cannot read"),
     (("train", "--dataset", "spirals"), "unknown dataset 'spirals'"),
     (("train", "--sigma-min", "2", "--sigma-max", "1"), "sigma-min"),
-    (("train", "--lr", "0"), "--lr must be > 0"),
+    (("train", "--lr", "0"), "--lr must be a positive number"),
+    (("train", "--lr", "inf"), "--lr must be a positive number"),
+    (("train", "--iterations", "0"), "Invalid value for '--iterations'"),
     (("train", "--device", "tpu"), "unknown device"),
     (("sample", "--sampling-lr", "-1"), "--sampling-lr must be > 0"),
     (("plot-score", "--sigma", "0"), "--sigma must be > 0"),

@@ -420,7 +420,11 @@ def other_arch(out_dir: Path) -> None:
 
 
 @pytest.mark.parametrize("args, prepare, message", [
-    (["train", "--lr", "0"], None, "--lr must be > 0"),
+    (["train", "--lr", "0"], None, "--lr must be a positive number"),
+    (["train", "--lr", "inf"], None, "--lr must be a positive number"),
+    (["train", "--arch", "dcgan", "--batch-size", "1"], None, "--batch-size of at least 2"),
+    (["train", "--out-dir", "{file}"], None, "is a file"),
+    (["sample", "--out-dir", "{file}"], None, "is a file"),
     (["train", "--data", "missing.npz"], None, "no data file missing.npz"),
     (["train", "--batch-size", "4096", "--train-size", "512"], None, "larger than the 512 training images"),
     (["train", "--resume", "--out-dir", "{empty}"], None, "no checkpoint at"),
@@ -428,7 +432,8 @@ def other_arch(out_dir: Path) -> None:
     (["evaluate"], foreign, "is not a checkpoint of this script"),
     (["sample"], other_arch, "does not match this model's architecture"),
     (["train", "--resume"], older_config, "has an unusable config"),
-], ids=["lr", "data", "batch-size", "resume-nothing", "corrupt", "foreign", "arch-mismatch", "resume-older-config"])
+], ids=["lr", "lr-inf", "dcgan-batch-of-1", "out-dir-file", "sample-out-dir-file", "data", "batch-size",
+        "resume-nothing", "corrupt", "foreign", "arch-mismatch", "resume-older-config"])
 def test_gan_cli_bad_input_is_one_line_exit_2_nothing_overwritten(hw5_gan, trained_dir, tmp_path, cli, args, prepare,
                                                                    message):
     out_dir = tmp_path / "run"
@@ -436,7 +441,9 @@ def test_gan_cli_bad_input_is_one_line_exit_2_nothing_overwritten(hw5_gan, train
     if prepare:
         prepare(out_dir)
     before = files_digest(out_dir)
-    args = [arg.replace("{empty}", str(tmp_path / "empty")) for arg in args]
+    (tmp_path / "notes.txt").write_text("mine")
+    args = [arg.replace("{empty}", str(tmp_path / "empty")).replace("{file}", str(tmp_path / "notes.txt"))
+            for arg in args]
     if "--out-dir" not in args:
         args += ["--out-dir", str(out_dir)]
     result = cli.invoke(hw5_gan.app, args)
@@ -444,12 +451,14 @@ def test_gan_cli_bad_input_is_one_line_exit_2_nothing_overwritten(hw5_gan, train
     assert result.stderr.startswith("Error: ") and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert files_digest(out_dir) == before
-    assert not (tmp_path / "empty").exists()
+    assert not (tmp_path / "empty").exists() and (tmp_path / "notes.txt").read_text() == "mine"
 
 
 @pytest.mark.parametrize("args", [["train", "--arch", "big"], ["train", "--loss", "wasserstein"],
-                                  ["train", "--epochs", "0"], ["sample", "--n", "0"]])
+                                  ["train", "--epochs", "0"], ["sample", "--n", "0"], ["train", "--zdim", "few"]])
 def test_gan_cli_rejects_bad_option_values(hw5_gan, cli, tmp_path, args):
     result = cli.invoke(hw5_gan.app, [*args, "--out-dir", str(tmp_path / "run")])
-    assert result.exit_code == 2 and "Invalid value" in result.stderr
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: Invalid value") and len(result.stderr.strip().splitlines()) == 1, \
+        result.stderr  # one line: no usage block above it
     assert not (tmp_path / "run").exists()

@@ -74,3 +74,14 @@ def test_load_judge_trains_once_then_reads_the_cache(tmp_path, mnist_grey, monke
     cache.write_bytes(b"corrupt")
     hw5_utils.load_judge(mnist_grey, tmp_path)
     assert len(trained) == 2 and torch.load(cache, weights_only=True)["version"] == hw5_utils.JUDGE_VERSION
+
+
+def test_train_judge_learns_even_when_called_under_no_grad(mnist_grey):
+    """The trainers score samples under torch.no_grad(), where the judge is trained the first time it is needed."""
+    tiny = hw5_utils.MNIST(*(t[:256] for t in mnist_grey[:4]), "tiny")
+    torch.manual_seed(0)
+    untrained = hw5_utils.MNISTJudge()
+    with torch.no_grad():
+        judge = hw5_utils.train_judge(tiny, steps=3, batch_size=16)
+    changed = [not torch.equal(a, b) for a, b in zip(untrained.state_dict().values(), judge.state_dict().values())]
+    assert all(changed)  # every weight moved: trained from the same initialization

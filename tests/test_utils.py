@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -91,6 +92,7 @@ def test_offline_torchvision_root_gives_one_clear_error_and_leaves_nothing(tmp_p
     from torchvision.datasets import MNIST
 
     def no_network(self):
+        Path(self.raw_folder).mkdir(parents=True, exist_ok=True)  # as torchvision's download does first
         raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
 
     monkeypatch.setattr(MNIST, "download", no_network)
@@ -99,6 +101,11 @@ def test_offline_torchvision_root_gives_one_clear_error_and_leaves_nothing(tmp_p
         hw5_utils.load_mnist(root)
     assert "\n" not in str(error.value)
     assert not root.exists()
+    mine = tmp_path / "mine"  # a folder the user already had: left as it was, with no MNIST/raw inside
+    mine.mkdir()
+    with pytest.raises(UserError, match="could not be downloaded"):
+        hw5_utils.load_mnist(mine)
+    assert list(mine.iterdir()) == []
 
 
 def test_default_source_follows_the_environment_variable(monkeypatch, tmp_path):
@@ -177,6 +184,15 @@ def test_load_weights_reports_architecture_mismatch(tmp_path):
         hw5_utils.load_weights(torch.nn.Linear(3, 4), torch.nn.Linear(3, 5).state_dict(), tmp_path / "m.pt")
 
 
+def test_check_out_dir_rejects_files_before_any_work(tmp_path):
+    assert hw5_utils.check_out_dir(tmp_path / "new" / "run") == tmp_path / "new" / "run"
+    assert not (tmp_path / "new").exists()  # checked, not created
+    (tmp_path / "notes.txt").write_text("mine")
+    for out_dir in (tmp_path / "notes.txt", tmp_path / "notes.txt" / "run"):
+        with pytest.raises(UserError, match="notes.txt is a file"):
+            hw5_utils.check_out_dir(out_dir)
+
+
 def test_write_metrics_is_json(tmp_path):
     hw5_utils.write_metrics({"a": 1.5, "b": [1, 2]}, tmp_path / "metrics.json")
     assert json.loads((tmp_path / "metrics.json").read_text()) == {"a": 1.5, "b": [1, 2]}
@@ -192,6 +208,10 @@ def test_checkpointer_saves_snapshots_not_live_state(tmp_path):
     checkpointer.snapshot({"epoch": 1, "w": weights})  # every_seconds=0: written at once
     weights += 5  # the live tensor moves on; the snapshot must not
     assert torch.equal(torch.load(tmp_path / "ck.pt", weights_only=True)["w"], torch.zeros(2))
+    resumed = hw5_utils.Checkpointer(tmp_path / "ck.pt", "resume", state={"epoch": 1, "w": weights})
+    weights += 5  # a resumed run's optimizer updates the tensors it loaded: the starting checkpoint must not move
+    resumed.save()
+    assert torch.equal(torch.load(tmp_path / "ck.pt", weights_only=True)["w"], torch.full((2,), 5.0))
 
 
 def test_checkpointer_guard_saves_on_ctrl_c_and_check_finite_on_nan(tmp_path, capsys):
@@ -203,6 +223,10 @@ def test_checkpointer_guard_saves_on_ctrl_c_and_check_finite_on_nan(tmp_path, ca
             raise KeyboardInterrupt
     assert torch.load(tmp_path / "ck.pt", weights_only=True) == {"epoch": 3}
     assert "python x.py train --resume" in capsys.readouterr().err
+    with pytest.raises(KeyboardInterrupt):
+        with hw5_utils.Checkpointer(tmp_path / "ck.pt", "resume").guard():
+            raise KeyboardInterrupt  # before the first snapshot
+    assert "nothing was saved (" in capsys.readouterr().err  # ... and ck.pt is an earlier run's
     checkpointer.check_finite(1.0, epoch=3)
     with pytest.raises(UserError, match="became nan in epoch 5.*epoch 3"):
         checkpointer.check_finite(float("nan"), epoch=4)

@@ -363,6 +363,28 @@ def test_evaluate_matches_exact_likelihood_of_a_small_model(hw5_vae):
     assert exact_elbo.mean() < exact_log_px.mean() - 0.05  # the bounds differ, so the checks above are sharp
 
 
+def test_evaluate_splits_a_large_k_into_passes(hw5_vae, monkeypatch):
+    """K larger than rows_per_chunk is drawn in passes of at most rows_per_chunk samples, then combined as one
+    estimate over all K. Stand-in weights log w_k = k / 20 (k = 0..K-1, whatever the passes) give closed forms."""
+    K, passes = 400, []
+
+    def stand_in_weights(self, x, k):  # the pass's share of each image's K samples, in order
+        start = sum(size for _, size in passes) % K
+        passes.append((len(x), k))
+        return (torch.arange(start, start + k, dtype=torch.float64) / 20).expand(len(x), k)
+
+    monkeypatch.setattr(hw5_vae.VAE, "log_importance_weights", stand_in_weights)
+    log_w = torch.arange(K, dtype=torch.float64) / 20
+    expected = {"test_elbo": log_w.mean().item(), "test_iwae_ll": (torch.logsumexp(log_w, 0) - math.log(K)).item()}
+    x = torch.zeros(3, 784)
+    for rows_per_chunk, expected_passes in ((10**6, [(3, K)]), (100, [(1, 100)] * 12)):
+        passes.clear()
+        metrics = hw5_vae.evaluate(hw5_vae.VAE(), x, iw_samples=K, rows_per_chunk=rows_per_chunk)
+        assert passes == expected_passes
+        assert metrics["test_elbo"] == pytest.approx(expected["test_elbo"], abs=1e-6)
+        assert metrics["test_iwae_ll"] == pytest.approx(expected["test_iwae_ll"], abs=1e-6)
+
+
 def test_kl_to_prior_matches_torch_distributions(hw5_vae):
     torch.manual_seed(15)
     mu, sigma_square = torch.randn(6, 3), torch.rand(6, 3) + 0.1
@@ -481,24 +503,35 @@ def test_resume_extends_a_finished_run_to_the_new_total(hw5_vae, mnist_path, tmp
 
 
 def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(hw5_vae, mnist_path, tmp_path, monkeypatch, capsys):
+    """Interrupted in epoch 2, resumed, interrupted again in the resumed epoch, resumed to the end: the same
+    weights as an uninterrupted run, and the second Ctrl-C saves the first checkpoint unchanged."""
     short_run(hw5_vae, mnist_path, tmp_path / "straight", epochs=3)
-    calls = {"n": 0}
+    calls = {"n": 0, "interrupt": 15}  # the 4th batch of epoch 2 (10 batches and one test pass per epoch)
     original_forward = hw5_vae.VAE.forward
 
     def interrupted_forward(self, *args):
         calls["n"] += 1
-        if calls["n"] == 25:  # in the third epoch (10 batches and one test pass per epoch)
+        if calls["n"] == calls["interrupt"]:
             raise KeyboardInterrupt
         return original_forward(self, *args)
 
     monkeypatch.setattr(hw5_vae.VAE, "forward", interrupted_forward)
+    resumed = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
-        short_run(hw5_vae, mnist_path, tmp_path / "resumed", epochs=3)
+        short_run(hw5_vae, mnist_path, resumed, epochs=3)
     assert "--resume" in capsys.readouterr().err
-    assert torch.load(tmp_path / "resumed" / "vae.pt", weights_only=True)["epoch"] == 2
+    first = torch.load(resumed / "vae.pt", weights_only=True)
+    assert first["epoch"] == 1
+    calls.update(n=0, interrupt=5)  # the resumed run's 5th batch, in epoch 2 again
+    with pytest.raises(KeyboardInterrupt):
+        hw5_vae.run_training(hw5_vae.Config(epochs=3), resumed, device="cpu", resume=True, iw_samples=5)
+    second = torch.load(resumed / "vae.pt", weights_only=True)
+    assert second["epoch"] == 1
+    for a, b in zip(first["optimizer"]["state"].values(), second["optimizer"]["state"].values()):
+        assert all(torch.equal(a[key], b[key]) for key in a)  # the resumed epoch's Adam steps are not in it
     monkeypatch.setattr(hw5_vae.VAE, "forward", original_forward)
-    hw5_vae.run_training(hw5_vae.Config(epochs=3), tmp_path / "resumed", device="cpu", resume=True, iw_samples=5)
-    assert_same_weights(saved_weights(tmp_path / "straight"), saved_weights(tmp_path / "resumed"))
+    hw5_vae.run_training(hw5_vae.Config(epochs=3), resumed, device="cpu", resume=True, iw_samples=5)
+    assert_same_weights(saved_weights(tmp_path / "straight"), saved_weights(resumed))
 
 
 def test_nan_loss_stops_with_the_last_good_checkpoint(hw5_vae, mnist_path, tmp_path, monkeypatch):
@@ -589,8 +622,13 @@ def bad_files(tmp_path: Path) -> dict[str, Path]:
              y_test=np.zeros(3))
     text = tmp_path / "digits.txt"
     text.write_text("1 2 3")
+    images = np.zeros((3, 28, 28), np.uint8)
+    empty, one_hot, not_digits = tmp_path / "empty.npz", tmp_path / "one_hot.npz", tmp_path / "not_digits.npz"
+    np.savez(empty, x_train=images[:0], y_train=np.zeros(0, np.int64), x_test=images, y_test=np.zeros(3, np.int64))
+    np.savez(one_hot, x_train=images, y_train=np.eye(10)[:3], x_test=images, y_test=np.zeros(3, np.int64))
+    np.savez(not_digits, x_train=images, y_train=np.array([3, 10, 12]), x_test=images, y_test=np.zeros(3, np.int64))
     return {"corrupt": corrupt, "wrong_keys": wrong_keys, "wrong_shape": wrong_shape, "text": text,
-            "missing": tmp_path / "missing.npz"}
+            "missing": tmp_path / "missing.npz", "empty": empty, "one_hot": one_hot, "not_digits": not_digits}
 
 
 BAD_TRAIN_ARGS = {
@@ -602,15 +640,19 @@ BAD_TRAIN_ARGS = {
     "unknown device": ["--device", "tpu"],
     "missing cuda": ["--device", "cuda:7"],
     "resume without checkpoint": ["--resume"],
+    "infinite lr": ["--lr", "inf"],
+    "not a number": ["--epochs", "many"],
+    "unknown option": ["--epoch", "3"],
+    "too few images for the figures": ["--train-size", "5"],  # the interpolation needs digits 0-3, 6 and 7
 }
 
 
 def assert_one_line_error(result) -> None:
+    """Exit code 2 and the whole output one `Error: ...` line (no usage block, no traceback)."""
     assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    error_lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert len(error_lines) == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error:"), result.output
 
 
 @pytest.mark.parametrize("case", BAD_TRAIN_ARGS)
@@ -621,7 +663,8 @@ def test_cli_bad_options_exit_2_with_one_line(hw5_vae, case, cli, tmp_path, mnis
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("case", ["corrupt", "wrong_keys", "wrong_shape", "text", "missing"])
+@pytest.mark.parametrize("case", ["corrupt", "wrong_keys", "wrong_shape", "text", "missing", "empty", "one_hot",
+                                  "not_digits"])
 def test_cli_bad_data_files_exit_2_with_one_line(hw5_vae, case, cli, tmp_path):
     result = cli.invoke(hw5_vae.app, ["train", "--out-dir", str(tmp_path / "out"),
                                       "--data", str(bad_files(tmp_path)[case])])
@@ -650,6 +693,16 @@ def test_cli_bad_checkpoints_exit_2_with_one_line(hw5_vae, cli, tmp_path, cli_ru
     result = cli.invoke(hw5_vae.app, ["train", "--resume", "--out-dir", str(older)])
     assert_one_line_error(result)
     assert "has an unusable config" in result.stderr and (older / "vae.pt").read_bytes() == before
+
+
+def test_cli_unusable_out_dir_is_reported_before_training(hw5_vae, cli, tmp_path, mnist_path):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    for out_dir in (a_file, a_file / "vae"):
+        result = cli.invoke(hw5_vae.app, ["train", "--out-dir", str(out_dir), "--data", str(mnist_path)])
+        assert_one_line_error(result)
+        assert "is a file" in result.output
+    assert a_file.read_text() == "mine"
 
 
 def test_bad_input_never_touches_existing_outputs(hw5_vae, cli, tmp_path, cli_run):
