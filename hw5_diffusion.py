@@ -23,7 +23,7 @@ import shlex
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -38,7 +38,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from hw5_utils import (App, Checkpointer, UserError, check_out_dir, get_rng_state, load_checkpoint, load_weights, note,
                        pick_device, progress, require, restore_training, resumed_config, save_array, save_figure,
-                       save_gif, seed_everything, write_metrics)
+                       save_gif, seed_everything, typed_options, write_metrics)
 
 # ----------------------------------------------------------------------------------------------------
 # Hyperparameters (the command line's defaults)
@@ -67,6 +67,7 @@ class Config:
 CHECKPOINT = "model.pt"
 CHECKPOINT_KEYS = ("model", "config", "noise_levels", "data")
 RESUME_KEYS = ("online_model", "ema_count", "optimizer", "iteration", "history", "rng", "train_seconds")
+OPTIONS_RESUME_USES = ("iterations", "out_dir", "device", "resume")  # others typed with --resume get a note
 WARMUP_ITERATIONS = 100
 SNAPSHOT_EVERY = 100                    # iterations between in-memory checkpoints (Ctrl-C loses at most these)
 SIGMA_MIN_FRACTION = 0.01               # default σ_min, as a fraction of the data's spread
@@ -671,7 +672,8 @@ def validate(cfg: Config) -> None:
                 f"--{name.replace('_', '-')} must be > 0, got {value}")
 
 
-def run_training(cfg: Config, out_dir: Path, device: str = "auto", resume: bool = False) -> dict:
+def run_training(cfg: Config, out_dir: Path, device: str = "auto", resume: bool = False,
+                 ignored_on_resume: Sequence[str] = ()) -> dict:
     """Train (or resume) a score model; write out_dir/model.pt, the data, loss and score-field figures.
 
     Everything the user gave is checked before anything in out_dir is written. Returns the final state.
@@ -681,7 +683,7 @@ def run_training(cfg: Config, out_dir: Path, device: str = "auto", resume: bool 
     saved = None
     if resume:
         saved = load_checkpoint(out_dir / CHECKPOINT, CHECKPOINT_KEYS + RESUME_KEYS, train_hint(out_dir))
-        cfg = resumed_config(Config, saved, out_dir / CHECKPOINT, iterations=cfg.iterations)
+        cfg = resumed_config(Config, saved, out_dir / CHECKPOINT, ignored_on_resume, iterations=cfg.iterations)
     validate(cfg)
     cloud = saved_cloud(saved) if saved is not None else load_points(cfg)
     noise_levels = saved["noise_levels"] if saved is not None else \
@@ -856,7 +858,7 @@ SAMPLING_SEED = typer.Option(None, help="Seed for sampling [default: the trainin
 
 
 @app.command()
-def train(iterations: Optional[int] = typer.Option(None, min=1, show_default=str(Config.iterations),
+def train(ctx: typer.Context, iterations: Optional[int] = typer.Option(None, min=1, show_default=str(Config.iterations),
                                                    help="Training iterations (with --resume: the total, by "
                                                         "default the saved run's)."),
           lr: float = typer.Option(Config.lr, help="Peak Adam learning rate (cosine-decayed to 0)."),
@@ -881,7 +883,7 @@ def train(iterations: Optional[int] = typer.Option(None, min=1, show_default=str
     cfg = Config(dataset=dataset, data=str(data) if data else None, n_points=n_points, iterations=iterations,
                  batch_size=batch_size, lr=lr, sigma_max=sigma_max, sigma_min=sigma_min, num_levels=num_levels,
                  sigma_weighted=sigma_weighted, hidden_units=hidden_units, seed=seed)
-    run_training(cfg, out_dir, device, resume)
+    run_training(cfg, out_dir, device, resume, ignored_on_resume=typed_options(ctx, but=OPTIONS_RESUME_USES))
 
 
 @app.command()

@@ -19,7 +19,7 @@ import shlex
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal, Optional, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -32,7 +32,8 @@ from torchvision.utils import make_grid
 
 from hw5_utils import (App, Checkpointer, MNIST, UserError, check_out_dir, get_rng_state, judge_digits, load_checkpoint,
                        load_judge, load_mnist, load_weights, note, pick_device, plot_image_grid, progress, require,
-                       restore_training, resumed_config, save_figure, save_gif, seed_everything, write_metrics)
+                       restore_training, resumed_config, save_figure, save_gif, seed_everything, typed_options,
+                       write_metrics)
 
 # ----------------------------------------------------------------------------------------------------
 # Hyperparameters (the command line's defaults)
@@ -59,6 +60,7 @@ ADAM_BETAS = {"course": (0.9, 0.999), "dcgan": (0.5, 0.999)}  # the course's Ada
 DCGAN_WIDTH = 64       # channels of the DCGAN pair's first (D) and last (G) hidden layer
 CHECKPOINT = "gan.pt"
 CHECKPOINT_KEYS = ("gen", "disc", "config")
+OPTIONS_RESUME_USES = ("epochs", "data", "out_dir", "device", "resume")  # others typed with --resume get a note
 GRID_EVERY = 10        # the course's test_{epoch}.png: at epoch 0 and every 10 epochs (and the last)
 N_FIXED = 64           # fixed noise vectors: the 8x8 grids and the progression GIF
 EVAL_SAMPLES = 2000    # generated digits scored by the judge (against as many real test digits)
@@ -464,7 +466,7 @@ def evaluate_and_save(gan: GAN, state: dict, out_dir: Path, data: Path | str | N
 
 
 def run_training(cfg: Config, out_dir: Path, device: str | torch.device = "auto", resume: bool = False,
-                 gan: GAN | None = None) -> dict:
+                 gan: GAN | None = None, ignored_on_resume: Sequence[str] = ()) -> dict:
     """Train (or resume) a GAN, then write out_dir/gan.pt, the figures and metrics.json; returns the metrics.
 
     gan: networks to train (GAN.train passes itself); by default new ones from cfg. Everything the user gave
@@ -477,7 +479,8 @@ def run_training(cfg: Config, out_dir: Path, device: str | torch.device = "auto"
         saved = load_checkpoint(out_dir / CHECKPOINT, CHECKPOINT_KEYS + ("opt_gen", "opt_disc", "epoch", "rng",
                                                                           "history", "fixed_z", "frames"),
                                 train_hint(out_dir))
-        cfg = resumed_config(Config, saved, out_dir / CHECKPOINT, epochs=cfg.epochs, data=cfg.data)
+        cfg = resumed_config(Config, saved, out_dir / CHECKPOINT, ignored_on_resume, epochs=cfg.epochs,
+                             data=cfg.data)
     require(0 < cfg.lr < math.inf, f"--lr must be a positive number, got {cfg.lr}")
     require(min(cfg.epochs, cfg.batch_size, cfg.zdim, cfg.iter_d, cfg.iter_g) >= 1,
             "--epochs, --batch-size, --zdim, --iter-d and --iter-g must be at least 1")
@@ -516,7 +519,7 @@ DEVICE = typer.Option("auto", help="auto (cuda, then mps, then cpu), cpu, cuda, 
 
 
 @app.command()
-def train(epochs: Optional[int] = typer.Option(None, min=1, show_default="100",
+def train(ctx: typer.Context, epochs: Optional[int] = typer.Option(None, min=1, show_default="100",
                                                help="Epochs to train (with --resume: the total, by default the "
                                                     "saved run's)."),
           batch_size: int = typer.Option(256, min=1), lr: float = typer.Option(2e-4, help="Adam learning rate."),
@@ -535,7 +538,7 @@ def train(epochs: Optional[int] = typer.Option(None, min=1, show_default="100",
     epochs = epochs or (0 if resume else Config.epochs)  # 0: the saved run's total
     cfg = Config(zdim=zdim, arch=arch, loss=loss, epochs=epochs, batch_size=batch_size, lr=lr, iter_d=iter_d,
                  iter_g=iter_g, train_size=train_size, data=str(data) if data else None, seed=seed)
-    run_training(cfg, out_dir, device, resume)
+    run_training(cfg, out_dir, device, resume, ignored_on_resume=typed_options(ctx, but=OPTIONS_RESUME_USES))
 
 
 @app.command()

@@ -220,16 +220,26 @@ def load_checkpoint(path: Path, required: Iterable[str], train_hint: str) -> dic
     return state
 
 
-def resumed_config(config_type: type, checkpoint: dict, path: Path, **given):
+def typed_options(ctx: typer.Context, but: Iterable[str]) -> list[str]:
+    """The options typed on the command line (not defaults), as flags, except the parameters named in `but`."""
+    return [f"--{name.replace('_', '-')}" for name in ctx.params
+            if name not in but and ctx.get_parameter_source(name).name == "COMMANDLINE"]
+
+
+def resumed_config(config_type: type, checkpoint: dict, path: Path, ignored: Iterable[str] = (), **given):
     """The settings of the run saved in `checkpoint` (read from `path`), with the options given again on top.
 
-    given: options of `--resume` (e.g. epochs, data); None or 0 keeps the saved value. A saved config this version
-    cannot rebuild (an older or foreign checkpoint) is a one-line `UserError`.
+    given: options of `--resume` (e.g. epochs, data); None or 0 keeps the saved value. ignored: flags the user
+    typed that --resume does not use (they get a note). A saved config this version cannot rebuild (an older or
+    foreign checkpoint) is a one-line `UserError`.
     """
     try:
-        return config_type(**{**checkpoint["config"], **{key: value for key, value in given.items() if value}})
+        config = config_type(**{**checkpoint["config"], **{key: value for key, value in given.items() if value}})
     except TypeError:
         raise UserError(f"{path} has an unusable config: train again without --resume") from None
+    if ignored:
+        note(f"note: --resume continues with the saved run's settings; ignoring {', '.join(ignored)}")
+    return config
 
 
 def load_weights(module: torch.nn.Module, weights: dict, path: Path) -> None:

@@ -20,7 +20,7 @@ import shlex
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal, Optional, Sequence
 
 import matplotlib.pyplot as plt
 import torch
@@ -29,7 +29,7 @@ from torch import nn
 
 from hw5_utils import (App, Checkpointer, MNIST, UserError, check_out_dir, get_rng_state, judge_digits, load_checkpoint,
                        load_judge, load_mnist, load_weights, note, pick_device, plot_image_grid, progress, require,
-                       restore_training, resumed_config, save_figure, seed_everything, write_metrics)
+                       restore_training, resumed_config, save_figure, seed_everything, typed_options, write_metrics)
 
 # ----------------------------------------------------------------------------------------------------
 # Hyperparameters (the command line's defaults)
@@ -52,6 +52,7 @@ class Config:
 
 CHECKPOINT = "vae.pt"
 CHECKPOINT_KEYS = ("encoder", "decoder", "config")
+OPTIONS_RESUME_USES = ("epochs", "data", "out_dir", "device", "resume", "iw_samples")  # others typed get a note
 INTERPOLATION_PAIRS = ((0, 1), (2, 7), (3, 6))  # (from digit, to digit) for the 2.e.iii figure
 ALPHAS = [k / 10 for k in range(11)]            # alpha = 0, 0.1, ..., 1
 
@@ -450,7 +451,7 @@ def evaluate_and_save(vae: VAE, data: MNIST, state: dict, out_dir: Path, iw_samp
 
 
 def run_training(cfg: Config, out_dir: Path, device: str = "auto", resume: bool = False,
-                 iw_samples: int = 1000) -> dict:
+                 iw_samples: int = 1000, ignored_on_resume: Sequence[str] = ()) -> dict:
     """Train (or resume) a VAE, then write out_dir/vae.pt, the figures and metrics.json; returns the metrics.
 
     Everything the user gave is checked before anything in out_dir is written.
@@ -462,7 +463,8 @@ def run_training(cfg: Config, out_dir: Path, device: str = "auto", resume: bool 
     if resume:
         saved = load_checkpoint(out_dir / CHECKPOINT, CHECKPOINT_KEYS + ("optimizer", "epoch", "rng", "history"),
                                 train_hint(out_dir))
-        cfg = resumed_config(Config, saved, out_dir / CHECKPOINT, epochs=cfg.epochs, data=cfg.data)
+        cfg = resumed_config(Config, saved, out_dir / CHECKPOINT, ignored_on_resume, epochs=cfg.epochs,
+                             data=cfg.data)
     data = load_mnist(cfg.data, cfg.train_size, cfg.binarize, dev)
     check_figure_digits(data)
     cfg.data = data.source
@@ -496,7 +498,7 @@ IW_SAMPLES = typer.Option(1000, min=1, help="Importance samples per test image f
 
 
 @app.command()
-def train(epochs: Optional[int] = typer.Option(None, min=1, show_default="200",
+def train(ctx: typer.Context, epochs: Optional[int] = typer.Option(None, min=1, show_default="200",
                                                help="Epochs to train (with --resume: the total, by default the "
                                                     "saved run's)."),
           batch_size: int = typer.Option(100, min=1),
@@ -515,7 +517,8 @@ def train(epochs: Optional[int] = typer.Option(None, min=1, show_default="200",
     epochs = epochs or (0 if resume else Config.epochs)  # 0: the saved run's total
     cfg = Config(latent_dim=latent_dim, hidden_units=hidden_units, epochs=epochs, batch_size=batch_size, lr=lr, kl=kl,
                  train_size=train_size, binarize=binarize, data=str(data) if data else None, seed=seed)
-    run_training(cfg, out_dir, device, resume, iw_samples)
+    run_training(cfg, out_dir, device, resume, iw_samples,
+                 ignored_on_resume=typed_options(ctx, but=OPTIONS_RESUME_USES))
 
 
 @app.command()

@@ -483,7 +483,7 @@ def assert_one_line_error(result, fragment: str):
     assert len(lines) == 1 and lines[0].startswith("Error:") and fragment in lines[0], result.stderr
 
 
-def test_cli_train_sample_plot_evaluate_resume(run, tmp_path):
+def test_cli_train_sample_plot_evaluate_resume(hw5_diffusion, run, tmp_path):
     out = tmp_path / "run"
     small = ("--n-points", 300, "--out-dir", out)
     assert run("train", "--iterations", 30, *small).exit_code == 0
@@ -506,8 +506,10 @@ def test_cli_train_sample_plot_evaluate_resume(run, tmp_path):
     assert run("evaluate", "--sampling-iterations", 2, "--out-dir", out).exit_code == 0
     assert run("sample", "--n-samples", 2, "--sampling-iterations", 2, "--out-dir", out).exit_code == 0  # < 8 paths
     assert np.load(out / "samples.npy").shape == (2, 2)
-    assert run("train", "--resume", "--iterations", 45, "--out-dir", out).exit_code == 0
-    assert torch.load(out / "model.pt", weights_only=True)["iteration"] == 45
+    result = run("train", "--resume", "--iterations", 45, "--lr", 0.1, "--out-dir", out)
+    assert result.exit_code == 0 and "saved run's settings; ignoring --lr\n" in result.stderr, result.output
+    state = torch.load(out / "model.pt", weights_only=True)
+    assert state["iteration"] == 45 and state["config"]["lr"] == hw5_diffusion.Config.lr
     assert run("train", "--resume", "--out-dir", out).exit_code == 0  # no --iterations: the saved total, 45
     assert torch.load(out / "model.pt", weights_only=True)["iteration"] == 45
     before = {path.name: path.read_bytes() for path in out.iterdir()}

@@ -588,9 +588,11 @@ def test_cli_resume_without_epochs_keeps_the_saved_total(hw5_vae, cli_run, cli, 
     _, out_dir = cli_run
     copy = tmp_path / "run"
     shutil.copytree(out_dir, copy)
-    result = cli.invoke(hw5_vae.app, ["train", "--resume", "--out-dir", str(copy), "--iw-samples", "5"])
+    result = cli.invoke(hw5_vae.app, ["train", "--resume", "--out-dir", str(copy), "--iw-samples", "5", "--lr", "1",
+                                      "--binarize", "round"])
     assert result.exit_code == 0, result.output
     assert "already has 2 epochs" in result.stderr  # not the default 200
+    assert "saved run's settings; ignoring --lr, --binarize\n" in result.stderr  # not --out-dir or --iw-samples
     assert torch.load(copy / "vae.pt", weights_only=True)["epoch"] == 2
 
 
@@ -639,7 +641,7 @@ BAD_TRAIN_ARGS = {
     "unknown binarization": ["--binarize", "halftone"],
     "unknown device": ["--device", "tpu"],
     "missing cuda": ["--device", "cuda:7"],
-    "resume without checkpoint": ["--resume"],
+    "resume without checkpoint": ["--resume", "--lr", "1"],  # and no note that --lr is ignored
     "infinite lr": ["--lr", "inf"],
     "not a number": ["--epochs", "many"],
     "unknown option": ["--epoch", "3"],
