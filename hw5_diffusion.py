@@ -37,8 +37,8 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from hw5_utils import (App, Checkpointer, UserError, check_out_dir, get_rng_state, load_checkpoint, load_weights, note,
-                       pick_device, progress, require, restore_training, resumed_config, save_array, save_figure,
-                       save_gif, seed_everything, typed_options, write_metrics)
+                       note_ignored_on_resume, pick_device, progress, require, restore_training, resumed_config,
+                       save_array, save_figure, save_gif, seed_everything, typed_options, write_metrics)
 
 # ----------------------------------------------------------------------------------------------------
 # Hyperparameters (the command line's defaults)
@@ -649,7 +649,7 @@ def save_sampling_gif(trajectory: torch.Tensor, samples: torch.Tensor, levels: t
 
 
 def train_hint(out_dir: Path) -> str:
-    return f"python hw5_diffusion.py train --out-dir {out_dir}"
+    return f"python hw5_diffusion.py train --out-dir {shlex.quote(str(out_dir))}"
 
 
 def build_model(cfg: Config, points: torch.Tensor) -> DiffusionModel:
@@ -683,7 +683,7 @@ def run_training(cfg: Config, out_dir: Path, device: str = "auto", resume: bool 
     saved = None
     if resume:
         saved = load_checkpoint(out_dir / CHECKPOINT, CHECKPOINT_KEYS + RESUME_KEYS, train_hint(out_dir))
-        cfg = resumed_config(Config, saved, out_dir / CHECKPOINT, ignored_on_resume, iterations=cfg.iterations)
+        cfg = resumed_config(Config, saved, out_dir / CHECKPOINT, iterations=cfg.iterations)
     validate(cfg)
     cloud = saved_cloud(saved) if saved is not None else load_points(cfg)
     noise_levels = saved["noise_levels"] if saved is not None else \
@@ -699,6 +699,7 @@ def run_training(cfg: Config, out_dir: Path, device: str = "auto", resume: bool 
                          {"optimizer": optimizer}, saved["iteration"], cfg.iterations, "iteration", "--iterations")
         ema.n_averaged.fill_(saved["ema_count"])
         state = saved
+        note_ignored_on_resume(ignored_on_resume)
     levels = sm.noise_levels
     note(f"training on {len(cloud.points)} points of {cloud.name}, {len(levels)} noise levels "
          f"{levels.max().item():.3g} -> {levels.min().item():.3g}, device {dev}, out-dir {out_dir}")
@@ -712,7 +713,7 @@ def run_training(cfg: Config, out_dir: Path, device: str = "auto", resume: bool 
                plot_loss_curve(state["history"], out_dir / "loss_curve.png", cfg.sigma_weighted),
                draw_score_field(ScoreMatching(ema.module, sm.noise_levels), cloud.points, out_dir)]
     note(f"figures: {', '.join(str(path) for path in figures)}; next: python hw5_diffusion.py sample "
-         f"--out-dir {out_dir}")
+         f"--out-dir {shlex.quote(str(out_dir))}")
     return state
 
 
@@ -761,7 +762,8 @@ def draw_score_field(sm: ScoreMatching, points: torch.Tensor, out_dir: Path, sig
 def generate(sm: ScoreMatching, n: int, iterations: int, lr: float, seed: int,
              tracked: int = 0) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
     """n samples from annealed Langevin dynamics with the final denoising step -> samples (n, 2) on the CPU,
-    and the trajectory of the first `tracked` of them (L · iterations + 1, tracked, 2), or None if tracked is 0."""
+    and the trajectory of the first `tracked` of them (L · iterations + 1, tracked, 2), or None if tracked is 0.
+    A `UserError` if the dynamics diverged (ε too large for the model)."""
     seed_everything(seed)
     start = sm.initial_random_samples(n)
     run = functools.partial(sm.langevin_dynamics_sample, noise_levels=sm.noise_levels, iterations=iterations, lr=lr,
@@ -770,11 +772,11 @@ def generate(sm: ScoreMatching, n: int, iterations: int, lr: float, seed: int,
     if n > tracked > 0:
         samples = torch.cat([samples, run(start[tracked:])])
     # Every start lies within a few prior spreads of the center: 100 of them away (or NaN) means ε is too large.
-    reach = 100 * sm.prior_spread()
-    paths = [samples] if trajectory is None else [samples, trajectory]
-    within = all(bool(((path - sm.scorenet.center).norm(dim=-1) < reach).all()) for path in paths)
-    require(within, f"Langevin sampling diverged (points flew off to {samples.abs().max().item():.3g}) with step size "
-                    f"ε = {lr:.3g}: lower --sampling-lr")
+    center, reach = sm.scorenet.center.cpu(), 100 * sm.prior_spread().item()
+    paths = [samples] if trajectory is None else [samples, trajectory]  # the trajectory is kept on the CPU
+    farthest = torch.stack([(path.cpu() - center).norm(dim=-1).max() for path in paths]).max().item()  # NaN stays
+    require(farthest < reach, f"Langevin sampling diverged (points went {farthest:.3g} from the center, the prior's "
+                              f"spread is {reach / 100:.3g}) with step size ε = {lr:.3g}: lower --sampling-lr")
     return samples.cpu(), trajectory
 
 

@@ -31,9 +31,9 @@ from torch import nn
 from torchvision.utils import make_grid
 
 from hw5_utils import (App, Checkpointer, MNIST, UserError, check_out_dir, get_rng_state, judge_digits, load_checkpoint,
-                       load_judge, load_mnist, load_weights, note, pick_device, plot_image_grid, progress, require,
-                       restore_training, resumed_config, save_figure, save_gif, seed_everything, typed_options,
-                       write_metrics)
+                       load_judge, load_mnist, load_weights, note, note_ignored_on_resume, pick_device, plot_image_grid,
+                       progress, require, restore_training, resumed_config, save_figure, save_gif, seed_everything,
+                       typed_options, write_metrics)
 
 # ----------------------------------------------------------------------------------------------------
 # Hyperparameters (the command line's defaults)
@@ -429,7 +429,7 @@ def make_figures(state: dict, images: torch.Tensor, cfg: Config, out_dir: Path) 
 
 
 def train_hint(out_dir: Path) -> str:
-    return f"python hw5_gan.py train --out-dir {out_dir}"
+    return f"python hw5_gan.py train --out-dir {shlex.quote(str(out_dir))}"
 
 
 def restore(out_dir: Path, device: str = "auto") -> tuple[GAN, dict]:
@@ -479,8 +479,7 @@ def run_training(cfg: Config, out_dir: Path, device: str | torch.device = "auto"
         saved = load_checkpoint(out_dir / CHECKPOINT, CHECKPOINT_KEYS + ("opt_gen", "opt_disc", "epoch", "rng",
                                                                           "history", "fixed_z", "frames"),
                                 train_hint(out_dir))
-        cfg = resumed_config(Config, saved, out_dir / CHECKPOINT, ignored_on_resume, epochs=cfg.epochs,
-                             data=cfg.data)
+        cfg = resumed_config(Config, saved, out_dir / CHECKPOINT, epochs=cfg.epochs, data=cfg.data)
     require(0 < cfg.lr < math.inf, f"--lr must be a positive number, got {cfg.lr}")
     require(min(cfg.epochs, cfg.batch_size, cfg.zdim, cfg.iter_d, cfg.iter_g) >= 1,
             "--epochs, --batch-size, --zdim, --iter-d and --iter-g must be at least 1")
@@ -498,10 +497,11 @@ def run_training(cfg: Config, out_dir: Path, device: str | torch.device = "auto"
         restore_training(saved, out_dir / CHECKPOINT, {"gen": gan.gen, "disc": gan.disc},
                          {"opt_gen": opt_gen, "opt_disc": opt_disc}, saved["epoch"], cfg.epochs, "epoch", "--epochs")
         state = {**saved, "fixed_z": saved["fixed_z"].to(dev)}
+        note_ignored_on_resume(ignored_on_resume)
     note(f"training the {cfg.arch} GAN ({cfg.loss} G loss) on {len(images)} images from {data.source}, "
          f"device {dev}, out-dir {out_dir}")
     resume_command = f"python hw5_gan.py train --resume --epochs {cfg.epochs} --out-dir {shlex.quote(str(out_dir))}"
-    checkpointer = Checkpointer(out_dir / CHECKPOINT, resume_command, state=state if saved is not None else None)
+    checkpointer = Checkpointer(out_dir / CHECKPOINT, resume_command, state=saved)
     state = fit(gan, opt_gen, opt_disc, images, cfg, checkpointer, state, out_dir)
     figures = make_figures(state, images, cfg, out_dir)
     note(f"figures: {', '.join(str(path) for path in figures)} and the test_<epoch>.png grids")

@@ -19,7 +19,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterable, NamedTuple
+from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
 import matplotlib
 
@@ -50,11 +50,13 @@ class UserError(Exception):
 
 
 @contextlib.contextmanager
-def _usage_errors_in_one_line():
+def _usage_errors_in_one_line(ctx: Any = None):
+    """Print a click UsageError raised inside as `Error: <message> (see '<command> --help')`, then exit 2."""
     try:
         yield
     except UsageError as error:
-        hint = f" (see '{error.ctx.command_path} --help')" if error.ctx is not None else ""
+        command_path = (error.ctx or ctx).command_path if (error.ctx or ctx) is not None else None
+        hint = f" (see '{command_path} --help')" if command_path else ""
         typer.echo(f"Error: {error.format_message()}{hint}", err=True)
         raise typer.Exit(error.exit_code) from None
 
@@ -64,13 +66,13 @@ class _OneLineUsageErrors(TyperGroup):
     (exit code 2) without the usage block typer puts above it."""
 
     def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
-        if not args:  # no arguments at all: typer shows the help
+        if not args:  # no arguments at all: typer shows the help (by raising a UsageError, NoArgsIsHelpError)
             return super().make_context(info_name, args, parent, **extra)
         with _usage_errors_in_one_line():
             return super().make_context(info_name, args, parent, **extra)
 
     def invoke(self, ctx: Any) -> Any:
-        with _usage_errors_in_one_line():  # the subcommand's options are parsed in here
+        with _usage_errors_in_one_line(ctx):  # the subcommand's options are parsed in here
             return super().invoke(ctx)
 
 
@@ -226,20 +228,22 @@ def typed_options(ctx: typer.Context, but: Iterable[str]) -> list[str]:
             if name not in but and ctx.get_parameter_source(name).name == "COMMANDLINE"]
 
 
-def resumed_config(config_type: type, checkpoint: dict, path: Path, ignored: Iterable[str] = (), **given):
+def note_ignored_on_resume(options: Sequence[str]) -> None:
+    """Name the options typed with --resume that it ignores (once every check has passed)."""
+    if options:
+        note(f"note: --resume continues with the saved run's settings; ignoring {', '.join(options)}")
+
+
+def resumed_config(config_type: type, checkpoint: dict, path: Path, **given):
     """The settings of the run saved in `checkpoint` (read from `path`), with the options given again on top.
 
-    given: options of `--resume` (e.g. epochs, data); None or 0 keeps the saved value. ignored: flags the user
-    typed that --resume does not use (they get a note). A saved config this version cannot rebuild (an older or
-    foreign checkpoint) is a one-line `UserError`.
+    given: options of `--resume` (e.g. epochs, data); None or 0 keeps the saved value. A saved config this version
+    cannot rebuild (an older or foreign checkpoint) is a one-line `UserError`.
     """
     try:
-        config = config_type(**{**checkpoint["config"], **{key: value for key, value in given.items() if value}})
+        return config_type(**{**checkpoint["config"], **{key: value for key, value in given.items() if value}})
     except TypeError:
         raise UserError(f"{path} has an unusable config: train again without --resume") from None
-    if ignored:
-        note(f"note: --resume continues with the saved run's settings; ignoring {', '.join(ignored)}")
-    return config
 
 
 def load_weights(module: torch.nn.Module, weights: dict, path: Path) -> None:
@@ -355,7 +359,7 @@ class Checkpointer:
                 note(f"\nInterrupted. Saved {self.path} after {self.unit} {self.state[self.unit]}; resume with:\n"
                      f"  {self.resume_command}")
             else:
-                note(f"\nInterrupted in the first {self.unit}: nothing was saved" +
+                note("\nInterrupted before the first checkpoint: nothing was saved" +
                      (f" ({self.path} is an earlier run's)" if self.path.exists() else ""))
             raise
 
@@ -402,7 +406,7 @@ def _read_npz(path: Path) -> tuple[np.ndarray, ...]:
         raise UserError(f"cannot read {path} ({type(error).__name__}): expected {layout}") from None
     x_train, y_train, x_test, y_test = arrays
     for name, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
-        require(x.ndim in (2, 3) and len(x) > 0 and x[0].size == 784 and y.size == len(y) == len(x),
+        require(x.ndim in (2, 3) and y.ndim >= 1 and len(x) > 0 and x[0].size == 784 and y.size == len(y) == len(x),
                 f"{path}: x_{name} must hold 28x28 images, one label each in y_{name} (got {x.shape} and {y.shape})")
         require(y.dtype.kind in "iuf" and np.isin(y, np.arange(10)).all(), f"{path}: y_{name} must hold digits 0-9")
     return arrays
@@ -412,8 +416,12 @@ def _read_torchvision(root: Path) -> tuple[np.ndarray, ...]:
     """A torchvision MNIST root (downloading into it when online) -> (x_train, y_train, x_test, y_test)."""
     from torchvision.datasets import MNIST as TorchvisionMNIST
 
-    # the outermost folder torchvision will create (root, or MNIST/ in it), removed again if the download fails
-    created = root if not root.exists() else None if (root / "MNIST").exists() else root / "MNIST"
+    # the outermost folder torchvision will create, removed again if the download fails
+    created = None
+    if not root.exists():
+        created = root
+    elif not (root / "MNIST").exists():
+        created = root / "MNIST"
     try:
         train, test = (TorchvisionMNIST(str(root), train=flag, download=True) for flag in (True, False))
     except Exception as error:

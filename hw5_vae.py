@@ -28,8 +28,9 @@ import typer
 from torch import nn
 
 from hw5_utils import (App, Checkpointer, MNIST, UserError, check_out_dir, get_rng_state, judge_digits, load_checkpoint,
-                       load_judge, load_mnist, load_weights, note, pick_device, plot_image_grid, progress, require,
-                       restore_training, resumed_config, save_figure, seed_everything, typed_options, write_metrics)
+                       load_judge, load_mnist, load_weights, note, note_ignored_on_resume, pick_device, plot_image_grid,
+                       progress, require, restore_training, resumed_config, save_figure, seed_everything, typed_options,
+                       write_metrics)
 
 # ----------------------------------------------------------------------------------------------------
 # Hyperparameters (the command line's defaults)
@@ -404,7 +405,7 @@ def make_figures(vae: VAE, data: MNIST, history: dict, out_dir: Path, seed: int)
 
 
 def train_hint(out_dir: Path) -> str:
-    return f"python hw5_vae.py train --out-dir {out_dir}"
+    return f"python hw5_vae.py train --out-dir {shlex.quote(str(out_dir))}"
 
 
 def restore(out_dir: Path, data: Path | str | None = None, device: str = "auto") -> tuple[VAE, dict, MNIST]:
@@ -463,8 +464,7 @@ def run_training(cfg: Config, out_dir: Path, device: str = "auto", resume: bool 
     if resume:
         saved = load_checkpoint(out_dir / CHECKPOINT, CHECKPOINT_KEYS + ("optimizer", "epoch", "rng", "history"),
                                 train_hint(out_dir))
-        cfg = resumed_config(Config, saved, out_dir / CHECKPOINT, ignored_on_resume, epochs=cfg.epochs,
-                             data=cfg.data)
+        cfg = resumed_config(Config, saved, out_dir / CHECKPOINT, epochs=cfg.epochs, data=cfg.data)
     data = load_mnist(cfg.data, cfg.train_size, cfg.binarize, dev)
     check_figure_digits(data)
     cfg.data = data.source
@@ -476,6 +476,7 @@ def run_training(cfg: Config, out_dir: Path, device: str = "auto", resume: bool 
         restore_training(saved, out_dir / CHECKPOINT, {"encoder": vae.encoder, "decoder": vae.decoder},
                          {"optimizer": optimizer}, saved["epoch"], cfg.epochs, "epoch", "--epochs")
         state = saved
+        note_ignored_on_resume(ignored_on_resume)
     note(f"training on {len(data.train_images)} images from {data.source} ({cfg.binarize} binarization), "
          f"device {dev}, out-dir {out_dir}")
     resume_command = f"python hw5_vae.py train --resume --epochs {cfg.epochs} --out-dir {shlex.quote(str(out_dir))}"

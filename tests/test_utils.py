@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import typer
 
 import hw5_utils
 from hw5_utils import UserError
@@ -184,13 +185,40 @@ def test_load_weights_reports_architecture_mismatch(tmp_path):
         hw5_utils.load_weights(torch.nn.Linear(3, 4), torch.nn.Linear(3, 5).state_dict(), tmp_path / "m.pt")
 
 
-def test_check_out_dir_rejects_files_before_any_work(tmp_path):
+def test_check_out_dir_rejects_files_before_any_work(tmp_path, monkeypatch):
     assert hw5_utils.check_out_dir(tmp_path / "new" / "run") == tmp_path / "new" / "run"
     assert not (tmp_path / "new").exists()  # checked, not created
     (tmp_path / "notes.txt").write_text("mine")
     for out_dir in (tmp_path / "notes.txt", tmp_path / "notes.txt" / "run"):
         with pytest.raises(UserError, match="notes.txt is a file"):
             hw5_utils.check_out_dir(out_dir)
+    monkeypatch.setattr(hw5_utils.os, "access", lambda path, mode: False)  # a read-only folder (root writes anyway)
+    with pytest.raises(UserError, match="cannot write in"):
+        hw5_utils.check_out_dir(tmp_path / "new")
+
+
+def test_app_reports_usage_errors_in_one_line_and_shows_help_without_arguments(cli):
+    app = hw5_utils.App(help="A test app.")
+
+    @app.command()
+    def train(epochs: int = typer.Option(1, min=1)) -> None:
+        raise UserError("a problem the user can fix")
+
+    @app.command()
+    def plot() -> None:
+        pass
+
+    for args, message in ((["train", "--epochs", "0"], "Error: Invalid value for '--epochs'"),
+                          (["train", "--epochs"], "Error: Option '--epochs' requires an argument"),
+                          (["trian"], "Error: No such command 'trian'"), (["--foo"], "Error: No such option: --foo"),
+                          (["train"], "Error: a problem the user can fix")):
+        result = cli.invoke(app, args)
+        lines = result.output.strip().splitlines()
+        assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith(message), result.output
+        assert args == ["train"] or lines[0].endswith(" --help')"), lines[0]  # says where to look
+    no_arguments = cli.invoke(app, [])
+    assert "A test app." in no_arguments.output and "Error" not in no_arguments.output
+    assert cli.invoke(app, ["train", "--help"]).exit_code == 0
 
 
 def test_write_metrics_is_json(tmp_path):

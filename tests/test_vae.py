@@ -712,7 +712,7 @@ def test_bad_input_never_touches_existing_outputs(hw5_vae, cli, tmp_path, cli_ru
     before = {path.name: path.read_bytes() for path in trained_dir.iterdir()}
     corrupt = bad_files(tmp_path)["corrupt"]
     for args in (["train", "--device", "tpu"], ["train", "--data", str(corrupt)], ["plot", "--data", str(corrupt)],
-                 ["evaluate", "--data", str(corrupt)], ["train", "--resume", "--data", str(corrupt)]):
+                 ["evaluate", "--data", str(corrupt)], ["train", "--resume", "--lr", "1", "--data", str(corrupt)]):
         assert_one_line_error(cli.invoke(hw5_vae.app, [*args, "--out-dir", str(trained_dir)]))
     assert {path.name: path.read_bytes() for path in trained_dir.iterdir()} == before
 
