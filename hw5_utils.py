@@ -155,6 +155,8 @@ def get_rng_state() -> dict:
              "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached)}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.backends.mps.is_available():
+        state["mps"] = torch.mps.get_rng_state()
     return state
 
 
@@ -165,7 +167,10 @@ def set_rng_state(state: dict) -> None:
     kind, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        for index, cuda_state in enumerate(state["cuda"][:torch.cuda.device_count()]):  # this machine may have fewer
+            torch.cuda.set_rng_state(cuda_state, index)
+    if "mps" in state and torch.backends.mps.is_available():
+        torch.mps.set_rng_state(state["mps"])
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -590,8 +595,10 @@ def train_judge(data: MNIST, steps: int = 1500, batch_size: int = 128, lr: float
     The global RNGs are left as they were, so scoring inside a training run does not change the run.
     """
     images, labels = data.train_images.reshape(-1, 1, 28, 28), data.train_labels
+    device = images.device
+    mps_state = torch.mps.get_rng_state() if device.type == "mps" else None  # fork_rng forks the CPU's and CUDA's
     # enable_grad: the judge is first needed inside scoring code that runs under torch.no_grad()
-    with torch.enable_grad(), torch.random.fork_rng(devices=[images.device] if images.device.type == "cuda" else []):
+    with torch.enable_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         judge = MNISTJudge().to(images.device)
         optimizer = torch.optim.AdamW(judge.parameters(), lr=lr, weight_decay=1e-4)
@@ -603,6 +610,8 @@ def train_judge(data: MNIST, steps: int = 1500, batch_size: int = 128, lr: float
             loss.backward()
             optimizer.step()
             schedule.step()
+    if mps_state is not None:
+        torch.mps.set_rng_state(mps_state)
     return judge.eval()
 
 
@@ -663,7 +672,7 @@ def frechet_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> floa
     |mu_a - mu_b|^2 + tr(C_a + C_b - 2 (C_a C_b)^(1/2)); the trace of the square root is the sum of the
     square roots of the eigenvalues of C_a^(1/2) C_b C_a^(1/2), which is symmetric (computed in float64).
     """
-    a, b = features_a.double(), features_b.double()
+    a, b = features_a.detach().cpu().double(), features_b.detach().cpu().double()  # float64: not on MPS
     mean_a, mean_b, cov_a, cov_b = a.mean(0), b.mean(0), torch.cov(a.T), torch.cov(b.T)
     values, vectors = torch.linalg.eigh(cov_a)
     root_a = vectors @ torch.diag(values.clamp_min(0).sqrt()) @ vectors.T
@@ -684,7 +693,7 @@ def judge_digits(judge: MNISTJudge, samples: torch.Tensor, data: MNIST, n: int =
     chosen = torch.randperm(len(data.train_images), generator=torch.Generator().manual_seed(seed))[:len(real)]
     reference = data.train_images[chosen.to(data.train_images.device)]
     features, real_features = judge.features(samples.to(real.device)), judge.features(real)
-    probabilities = judge.head(features).softmax(1)
+    probabilities = judge.head(features).softmax(1).cpu()
     histogram = torch.bincount(probabilities.argmax(1), minlength=10).float() / len(features)
     return {"frechet_distance": frechet_distance(features, real_features),
             "floor_frechet_distance": frechet_distance(judge.features(reference), real_features),

@@ -470,7 +470,7 @@ def run_training(cfg: Config, out_dir: Path, device: str = "auto", resume: bool 
     cfg.data = data.source
     seed_everything(cfg.seed)
     vae = VAE(cfg.latent_dim, cfg.hidden_units, cfg.data_dim).to(dev)
-    optimizer = torch.optim.Adam(vae.parameters(), lr=cfg.lr, fused=True)  # one kernel per step
+    optimizer = torch.optim.Adam(vae.parameters(), lr=cfg.lr, fused=dev.type in ("cpu", "cuda"))  # one kernel a step
     state = {"epoch": 0, "history": {}, "train_seconds": 0.0}
     if saved is not None:
         restore_training(saved, out_dir / CHECKPOINT, {"encoder": vae.encoder, "decoder": vae.decoder},
