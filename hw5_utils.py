@@ -55,8 +55,8 @@ def _usage_errors_in_one_line(ctx: Any = None):
     try:
         yield
     except UsageError as error:
-        command_path = (error.ctx or ctx).command_path if (error.ctx or ctx) is not None else None
-        hint = f" (see '{command_path} --help')" if command_path else ""
+        context = error.ctx or ctx  # click leaves out the context of some errors (a missing option value)
+        hint = f" (see '{context.command_path} --help')" if context is not None else ""
         typer.echo(f"Error: {error.format_message()}{hint}", err=True)
         raise typer.Exit(error.exit_code) from None
 
