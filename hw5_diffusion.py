@@ -37,8 +37,8 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from hw5_utils import (App, Checkpointer, UserError, check_out_dir, get_rng_state, load_checkpoint, load_weights, note,
-                       note_ignored_on_resume, pick_device, progress, require, restore_training, resumed_config,
-                       save_array, save_figure, save_gif, seed_everything, typed_options, write_metrics)
+                       pick_device, progress, require, restore_training, resumed_config, save_array, save_figure,
+                       save_gif, seed_everything, typed_options, write_metrics)
 
 # ----------------------------------------------------------------------------------------------------
 # Hyperparameters (the command line's defaults)
@@ -696,16 +696,15 @@ def run_training(cfg: Config, out_dir: Path, device: str = "auto", resume: bool 
     state = {"iteration": 0, "history": [], "train_seconds": 0.0}
     if saved is not None:
         restore_training(saved, out_dir / CHECKPOINT, {"online_model": sm.scorenet, "model": ema.module},
-                         {"optimizer": optimizer}, saved["iteration"], cfg.iterations, "iteration", "--iterations")
+                         {"optimizer": optimizer}, saved["iteration"], cfg.iterations, "iteration", "--iterations",
+                         ignored_on_resume)
         ema.n_averaged.fill_(saved["ema_count"])
         state = saved
-        note_ignored_on_resume(ignored_on_resume)
     levels = sm.noise_levels
     note(f"training on {len(cloud.points)} points of {cloud.name}, {len(levels)} noise levels "
          f"{levels.max().item():.3g} -> {levels.min().item():.3g}, device {dev}, out-dir {out_dir}")
-    resume_command = (f"python hw5_diffusion.py train --resume --iterations {cfg.iterations} "
-                      f"--out-dir {shlex.quote(str(out_dir))}")
-    checkpointer = Checkpointer(out_dir / CHECKPOINT, resume_command, unit="iteration", state=saved)
+    checkpointer = Checkpointer(out_dir / CHECKPOINT, f"{train_hint(out_dir)} --resume --iterations {cfg.iterations}",
+                                unit="iteration", state=saved)
     state = fit(sm, ema, optimizer, cloud, cfg, checkpointer, state)
     note(f"trained {state['iteration']} iterations in {state['train_seconds']:.1f} s; saved {out_dir / CHECKPOINT}")
     figures = [plot_points(cloud.points, out_dir / "data.png", f"Training data: {len(cloud.points)} points "

@@ -31,9 +31,9 @@ from torch import nn
 from torchvision.utils import make_grid
 
 from hw5_utils import (App, Checkpointer, MNIST, UserError, check_out_dir, get_rng_state, judge_digits, load_checkpoint,
-                       load_judge, load_mnist, load_weights, note, note_ignored_on_resume, pick_device, plot_image_grid,
-                       progress, require, restore_training, resumed_config, save_figure, save_gif, seed_everything,
-                       typed_options, write_metrics)
+                       load_judge, load_mnist, load_weights, note, pick_device, plot_image_grid, progress, require,
+                       restore_training, resumed_config, save_figure, save_gif, seed_everything, typed_options,
+                       write_metrics)
 
 # ----------------------------------------------------------------------------------------------------
 # Hyperparameters (the command line's defaults)
@@ -495,13 +495,13 @@ def run_training(cfg: Config, out_dir: Path, device: str | torch.device = "auto"
     opt_gen, opt_disc = make_optimizers(gan, cfg.lr)
     if saved is not None:
         restore_training(saved, out_dir / CHECKPOINT, {"gen": gan.gen, "disc": gan.disc},
-                         {"opt_gen": opt_gen, "opt_disc": opt_disc}, saved["epoch"], cfg.epochs, "epoch", "--epochs")
+                         {"opt_gen": opt_gen, "opt_disc": opt_disc}, saved["epoch"], cfg.epochs, "epoch", "--epochs",
+                         ignored_on_resume)
         state = {**saved, "fixed_z": saved["fixed_z"].to(dev)}
-        note_ignored_on_resume(ignored_on_resume)
     note(f"training the {cfg.arch} GAN ({cfg.loss} G loss) on {len(images)} images from {data.source}, "
          f"device {dev}, out-dir {out_dir}")
-    resume_command = f"python hw5_gan.py train --resume --epochs {cfg.epochs} --out-dir {shlex.quote(str(out_dir))}"
-    checkpointer = Checkpointer(out_dir / CHECKPOINT, resume_command, state=saved)
+    checkpointer = Checkpointer(out_dir / CHECKPOINT, f"{train_hint(out_dir)} --resume --epochs {cfg.epochs}",
+                                state=saved)
     state = fit(gan, opt_gen, opt_disc, images, cfg, checkpointer, state, out_dir)
     figures = make_figures(state, images, cfg, out_dir)
     note(f"figures: {', '.join(str(path) for path in figures)} and the test_<epoch>.png grids")

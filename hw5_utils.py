@@ -233,12 +233,6 @@ def typed_options(ctx: typer.Context, but: Iterable[str]) -> list[str]:
             if name not in but and ctx.get_parameter_source(name).name == "COMMANDLINE"]
 
 
-def note_ignored_on_resume(options: Sequence[str]) -> None:
-    """Name the options typed with --resume that it ignores (once every check has passed)."""
-    if options:
-        note(f"note: --resume continues with the saved run's settings; ignoring {', '.join(options)}")
-
-
 def resumed_config(config_type: type, checkpoint: dict, path: Path, **given):
     """The settings of the run saved in `checkpoint` (read from `path`), with the options given again on top.
 
@@ -262,10 +256,11 @@ def load_weights(module: torch.nn.Module, weights: dict, path: Path) -> None:
 
 
 def restore_training(saved: dict, path: Path, modules: dict, optimizers: dict, done: int, total: int,
-                     unit: str, option: str) -> None:
+                     unit: str, option: str, ignored: Sequence[str] = ()) -> None:
     """For --resume: load each module's weights and each optimizer's state from the checkpoint `saved` (read
     from `path`; dicts map its keys to the objects) and the RNG states; say so when `done` units of training
-    already reach the `total` asked (`option`: the flag that raises it)."""
+    already reach the `total` asked (`option`: the flag that raises it), and name the `ignored` options typed
+    with --resume (the saved run's settings win)."""
     for key, module in modules.items():
         load_weights(module, saved[key], path)
     for key, optimizer in optimizers.items():
@@ -273,6 +268,8 @@ def restore_training(saved: dict, path: Path, modules: dict, optimizers: dict, d
     set_rng_state(saved["rng"])
     if done >= total:
         note(f"{path} already has {done} {unit}s; raise {option} to train more")
+    if ignored:
+        note(f"note: --resume continues with the saved run's settings; ignoring {', '.join(ignored)}")
 
 
 def write_metrics(metrics: dict, path: Path) -> None:
@@ -600,11 +597,11 @@ def train_judge(data: MNIST, steps: int = 1500, batch_size: int = 128, lr: float
     # enable_grad: the judge is first needed inside scoring code that runs under torch.no_grad()
     with torch.enable_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
-        judge = MNISTJudge().to(images.device)
+        judge = MNISTJudge().to(device)
         optimizer = torch.optim.AdamW(judge.parameters(), lr=lr, weight_decay=1e-4)
         schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps)
         for _ in progress(range(steps), desc="MNIST judge", unit="step", leave=False):
-            batch = torch.randint(len(images), (batch_size,), device=images.device)
+            batch = torch.randint(len(images), (batch_size,), device=device)
             loss = F.cross_entropy(judge(_jitter(images[batch])), labels[batch])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

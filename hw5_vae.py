@@ -28,9 +28,8 @@ import typer
 from torch import nn
 
 from hw5_utils import (App, Checkpointer, MNIST, UserError, check_out_dir, get_rng_state, judge_digits, load_checkpoint,
-                       load_judge, load_mnist, load_weights, note, note_ignored_on_resume, pick_device, plot_image_grid,
-                       progress, require, restore_training, resumed_config, save_figure, seed_everything, typed_options,
-                       write_metrics)
+                       load_judge, load_mnist, load_weights, note, pick_device, plot_image_grid, progress, require,
+                       restore_training, resumed_config, save_figure, seed_everything, typed_options, write_metrics)
 
 # ----------------------------------------------------------------------------------------------------
 # Hyperparameters (the command line's defaults)
@@ -474,13 +473,12 @@ def run_training(cfg: Config, out_dir: Path, device: str = "auto", resume: bool 
     state = {"epoch": 0, "history": {}, "train_seconds": 0.0}
     if saved is not None:
         restore_training(saved, out_dir / CHECKPOINT, {"encoder": vae.encoder, "decoder": vae.decoder},
-                         {"optimizer": optimizer}, saved["epoch"], cfg.epochs, "epoch", "--epochs")
+                         {"optimizer": optimizer}, saved["epoch"], cfg.epochs, "epoch", "--epochs", ignored_on_resume)
         state = saved
-        note_ignored_on_resume(ignored_on_resume)
     note(f"training on {len(data.train_images)} images from {data.source} ({cfg.binarize} binarization), "
          f"device {dev}, out-dir {out_dir}")
-    resume_command = f"python hw5_vae.py train --resume --epochs {cfg.epochs} --out-dir {shlex.quote(str(out_dir))}"
-    checkpointer = Checkpointer(out_dir / CHECKPOINT, resume_command, state=saved)
+    checkpointer = Checkpointer(out_dir / CHECKPOINT, f"{train_hint(out_dir)} --resume --epochs {cfg.epochs}",
+                                state=saved)
     state = fit(vae, optimizer, data, cfg, checkpointer, state)
     figures = make_figures(vae, data, state["history"], out_dir, cfg.seed)
     note(f"figures: {', '.join(str(path) for path in figures)}")

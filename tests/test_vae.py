@@ -732,5 +732,5 @@ def test_real_ctrl_c_in_a_subprocess_saves_and_prints_the_resume_command(hw5_vae
         assert process.wait(timeout=60) == 130
     message = log.read_text()
     assert "Traceback" not in message
-    assert f"python hw5_vae.py train --resume --epochs 100000 --out-dir {tmp_path}" in message
+    assert f"python hw5_vae.py train --out-dir {tmp_path} --resume --epochs 100000" in message
     assert torch.load(tmp_path / "vae.pt", weights_only=True)["epoch"] >= 1
