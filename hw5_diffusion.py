@@ -37,8 +37,8 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from hw5_utils import (App, Checkpointer, UserError, check_out_dir, get_rng_state, load_checkpoint, load_weights, note,
-                       pick_device, progress, require, restore_training, resumed_config, save_array, save_figure,
-                       save_gif, seed_everything, typed_options, write_metrics)
+                       pick_device, progress, require, restore_training, save_array, save_figure, save_gif,
+                       saved_config, seed_everything, typed_options, write_metrics)
 
 # ----------------------------------------------------------------------------------------------------
 # Hyperparameters (the command line's defaults)
@@ -683,7 +683,7 @@ def run_training(cfg: Config, out_dir: Path, device: str = "auto", resume: bool 
     saved = None
     if resume:
         saved = load_checkpoint(out_dir / CHECKPOINT, CHECKPOINT_KEYS + RESUME_KEYS, train_hint(out_dir))
-        cfg = resumed_config(Config, saved, out_dir / CHECKPOINT, iterations=cfg.iterations)
+        cfg = saved_config(Config, saved, out_dir / CHECKPOINT, iterations=cfg.iterations)
     validate(cfg)
     cloud = saved_cloud(saved) if saved is not None else load_points(cfg)
     noise_levels = saved["noise_levels"] if saved is not None else \
@@ -731,12 +731,12 @@ def restore(out_dir: Path, device: str = "auto") -> tuple[ScoreMatching, dict, P
     dev = pick_device(device)
     path = Path(out_dir) / CHECKPOINT
     state = load_checkpoint(path, CHECKPOINT_KEYS, train_hint(out_dir))
+    cfg = saved_config(Config, state, path)
     try:
-        cfg = Config(**state["config"])
         levels = torch.as_tensor(state["noise_levels"], dtype=torch.float32).flatten()
         points = torch.as_tensor(state["data"], dtype=torch.float32)
     except (TypeError, ValueError, RuntimeError):
-        raise UserError(f"{path} has an unusable config or data: train again") from None
+        raise UserError(f"{path} has unusable noise levels or data: train again") from None
     require(len(levels) >= 1 and bool((levels > 0).all()), f"{path} has invalid noise levels: train again")
     scorenet = build_model(cfg, points)
     load_weights(scorenet, state["model"], path)

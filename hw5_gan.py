@@ -32,7 +32,7 @@ from torchvision.utils import make_grid
 
 from hw5_utils import (App, Checkpointer, MNIST, UserError, check_out_dir, get_rng_state, judge_digits, load_checkpoint,
                        load_judge, load_mnist, load_weights, note, pick_device, plot_image_grid, progress, require,
-                       restore_training, resumed_config, save_figure, save_gif, seed_everything, typed_options,
+                       restore_training, save_figure, save_gif, saved_config, seed_everything, typed_options,
                        write_metrics)
 
 # ----------------------------------------------------------------------------------------------------
@@ -437,11 +437,11 @@ def restore(out_dir: Path, device: str = "auto") -> tuple[GAN, dict]:
     dev = pick_device(device)
     path = Path(out_dir) / CHECKPOINT
     state = load_checkpoint(path, CHECKPOINT_KEYS, train_hint(out_dir))
-    cfg = state["config"]
+    cfg = saved_config(Config, state, path)
     try:
-        gan = GAN(cfg["zdim"], cfg["arch"], cfg.get("loss", "nonsaturating"), dev, cfg.get("seed", 2))
-    except (KeyError, TypeError, RuntimeError, UserError):
-        raise UserError(f"{path} has an unusable config {cfg!r}: train again") from None
+        gan = GAN(cfg.zdim, cfg.arch, cfg.loss, dev, cfg.seed)
+    except (RuntimeError, UserError):  # e.g. a negative size, an unknown arch
+        raise UserError(f"{path} has an unusable config {state['config']!r}: train again") from None
     load_weights(gan.gen, state["gen"], path)
     load_weights(gan.disc, state["disc"], path)
     return gan, state
@@ -453,10 +453,10 @@ def evaluate_and_save(gan: GAN, state: dict, out_dir: Path, data: Path | str | N
     cfg = state["config"]
     mnist = load_mnist(data or cfg.get("data"), 0, "none", gan._dev)
     metrics = evaluate(gan, mnist, n)
-    untrained = GAN(cfg["zdim"], cfg["arch"], cfg.get("loss", "nonsaturating"), gan._dev, cfg.get("seed", 2))
+    untrained = GAN(gan._zdim, gan.arch, gan.loss, gan._dev, gan.seed)
     metrics["untrained_frechet_distance"] = evaluate(untrained, mnist, n)["frechet_distance"]
-    metrics.update(epochs=state.get("epoch", 0), arch=cfg["arch"], loss=cfg.get("loss", "nonsaturating"),
-                   train_seconds=round(state.get("train_seconds", 0.0), 2), zdim=cfg["zdim"],
+    metrics.update(epochs=state.get("epoch", 0), arch=gan.arch, loss=gan.loss,
+                   train_seconds=round(state.get("train_seconds", 0.0), 2), zdim=gan._zdim,
                    batch_size=cfg.get("batch_size"), lr=cfg.get("lr"), data=mnist.source)
     write_metrics(metrics, Path(out_dir) / "metrics.json")
     note(f"Fréchet distance {metrics['frechet_distance']:.1f} (untrained {metrics['untrained_frechet_distance']:.1f}, "
@@ -479,7 +479,7 @@ def run_training(cfg: Config, out_dir: Path, device: str | torch.device = "auto"
         saved = load_checkpoint(out_dir / CHECKPOINT, CHECKPOINT_KEYS + ("opt_gen", "opt_disc", "epoch", "rng",
                                                                           "history", "fixed_z", "frames"),
                                 train_hint(out_dir))
-        cfg = resumed_config(Config, saved, out_dir / CHECKPOINT, epochs=cfg.epochs, data=cfg.data)
+        cfg = saved_config(Config, saved, out_dir / CHECKPOINT, epochs=cfg.epochs, data=cfg.data)
     require(0 < cfg.lr < math.inf, f"--lr must be a positive number, got {cfg.lr}")
     require(min(cfg.epochs, cfg.batch_size, cfg.zdim, cfg.iter_d, cfg.iter_g) >= 1,
             "--epochs, --batch-size, --zdim, --iter-d and --iter-g must be at least 1")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import functools
 import hashlib
 import json
@@ -19,7 +20,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterable, NamedTuple, Sequence
+from typing import Any, Callable, Iterable, NamedTuple, Sequence, get_args, get_type_hints
 
 import matplotlib
 
@@ -138,7 +139,8 @@ def pick_device(name: str = "auto") -> torch.device:
         device = torch.device(name)
     except RuntimeError:
         raise UserError(f"unknown device '{name}': use auto, cpu, cuda, cuda:N or mps") from None
-    require(device.type in ("cpu", "cuda", "mps"), f"unknown device '{name}': use auto, cpu, cuda, cuda:N or mps")
+    require(device.type in ("cpu", "cuda", "mps") and (device.type == "cuda" or not device.index),
+            f"unknown device '{name}': use auto, cpu, cuda, cuda:N or mps")
     if device.type == "cuda":
         require(torch.cuda.is_available(), f"device '{name}' asked for, but CUDA is not available: use --device cpu")
         require((device.index or 0) < torch.cuda.device_count(),
@@ -229,20 +231,35 @@ def load_checkpoint(path: Path, required: Iterable[str], train_hint: str) -> dic
 
 def typed_options(ctx: typer.Context, but: Iterable[str]) -> list[str]:
     """The options typed on the command line (not defaults), as flags, except the parameters named in `but`."""
-    return [f"--{name.replace('_', '-')}" for name in ctx.params
+    return [f"--{'no-' if value is False else ''}{name.replace('_', '-')}" for name, value in ctx.params.items()
             if name not in but and ctx.get_parameter_source(name).name == "COMMANDLINE"]
 
 
-def resumed_config(config_type: type, checkpoint: dict, path: Path, **given):
+def _is_a(value: Any, hint: Any) -> bool:
+    """isinstance against a Config field's type hint: int, float (an int is fine), str, bool or Optional[...]."""
+    allowed = get_args(hint) or (hint,)  # Optional[str] -> (str, NoneType)
+    if isinstance(value, bool):  # a bool is an int to isinstance
+        return bool in allowed
+    return isinstance(value, allowed) or (float in allowed and isinstance(value, int))
+
+
+def saved_config(config_type: type, checkpoint: dict, path: Path, **given):
     """The settings of the run saved in `checkpoint` (read from `path`), with the options given again on top.
 
     given: options of `--resume` (e.g. epochs, data); None or 0 keeps the saved value. A saved config this version
-    cannot rebuild (an older or foreign checkpoint) is a one-line `UserError`.
+    cannot rebuild (an older or foreign checkpoint, or a hand-edited value of the wrong type) is a one-line
+    `UserError`.
     """
+    unusable = f"{path} has an unusable config"
     try:
-        return config_type(**{**checkpoint["config"], **{key: value for key, value in given.items() if value}})
+        config = config_type(**{**checkpoint["config"], **{key: value for key, value in given.items() if value}})
     except TypeError:
-        raise UserError(f"{path} has an unusable config: train again without --resume") from None
+        raise UserError(f"{unusable}: train again (without --resume)") from None
+    hints = get_type_hints(config_type)
+    wrong = [f"{field.name}={getattr(config, field.name)!r}" for field in dataclasses.fields(config)
+             if not _is_a(getattr(config, field.name), hints[field.name])]
+    require(not wrong, f"{unusable} ({', '.join(wrong)}): train again (without --resume)")
+    return config
 
 
 def load_weights(module: torch.nn.Module, weights: dict, path: Path) -> None:

@@ -29,7 +29,7 @@ from torch import nn
 
 from hw5_utils import (App, Checkpointer, MNIST, UserError, check_out_dir, get_rng_state, judge_digits, load_checkpoint,
                        load_judge, load_mnist, load_weights, note, pick_device, plot_image_grid, progress, require,
-                       restore_training, resumed_config, save_figure, seed_everything, typed_options, write_metrics)
+                       restore_training, save_figure, saved_config, seed_everything, typed_options, write_metrics)
 
 # ----------------------------------------------------------------------------------------------------
 # Hyperparameters (the command line's defaults)
@@ -412,14 +412,14 @@ def restore(out_dir: Path, data: Path | str | None = None, device: str = "auto")
     dev = pick_device(device)
     path = Path(out_dir) / CHECKPOINT
     state = load_checkpoint(path, CHECKPOINT_KEYS, train_hint(out_dir))
-    cfg = state["config"]
+    cfg = saved_config(Config, state, path)
     try:
-        vae = VAE(cfg["latent_dim"], cfg["hidden_units"], cfg["data_dim"])
-    except (KeyError, TypeError, RuntimeError):
-        raise UserError(f"{path} has an unusable config {cfg!r}: train again") from None
+        vae = VAE(cfg.latent_dim, cfg.hidden_units, cfg.data_dim)
+    except RuntimeError:  # e.g. a negative size
+        raise UserError(f"{path} has an unusable config {state['config']!r}: train again") from None
     load_weights(vae.encoder, state["encoder"], path)
     load_weights(vae.decoder, state["decoder"], path)
-    mnist = load_mnist(data or cfg.get("data"), cfg.get("train_size", 10000), cfg.get("binarize", "dynamic"), dev)
+    mnist = load_mnist(data or cfg.data, cfg.train_size, cfg.binarize, dev)
     return vae.to(dev), state, mnist
 
 
@@ -463,7 +463,7 @@ def run_training(cfg: Config, out_dir: Path, device: str = "auto", resume: bool 
     if resume:
         saved = load_checkpoint(out_dir / CHECKPOINT, CHECKPOINT_KEYS + ("optimizer", "epoch", "rng", "history"),
                                 train_hint(out_dir))
-        cfg = resumed_config(Config, saved, out_dir / CHECKPOINT, epochs=cfg.epochs, data=cfg.data)
+        cfg = saved_config(Config, saved, out_dir / CHECKPOINT, epochs=cfg.epochs, data=cfg.data)
     data = load_mnist(cfg.data, cfg.train_size, cfg.binarize, dev)
     check_figure_digits(data)
     cfg.data = data.source

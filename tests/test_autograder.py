@@ -3,7 +3,8 @@ hostile submissions lose exactly the tests they break, equivalent correct answer
 results.json is always complete and valid.
 
 Each graded run costs a Python start and one forked process per test, so the runs are few: the mutants are
-graded in rounds, one mutant of each script per submission, each round only on the rows its mutants name.
+graded in rounds, one mutant of each script per submission, each round only on the rows its mutants name, and
+the slow runs go two at a time (each grades on one core).
 """
 from __future__ import annotations
 
@@ -99,18 +100,15 @@ def edited(edits) -> dict[str, str]:
             for script in {edit.script for edit in edits}}
 
 
-def test_reference_earns_every_point_through_run_autograder(tmp_path):
-    """Build the zip, unpack it as Gradescope does into a fake /autograder, and run run_autograder; the judge
-    shipped in the zip is used as it is, never trained again."""
-    zip_path = tmp_path / "autograder.zip"
+def reference_through_run_autograder(root: Path) -> tuple[dict, list[str], Path]:
+    """Build the zip, unpack it as Gradescope does into a fake /autograder at `root` with the reference as the
+    submission, and run run_autograder: its results.json, the zip's file names and the judge the zip ships."""
+    zip_path = root / "autograder.zip"
     subprocess.run([sys.executable, str(TESTS / "autograder.py"), "build", "--out", str(zip_path)], check=True,
                    capture_output=True)
-    root = tmp_path / "autograder"
     with zipfile.ZipFile(zip_path) as archive:
         names = archive.namelist()
         archive.extractall(root / "source")
-        assert {"setup.sh", "run_autograder"} <= set(names)
-        assert not any(name.startswith(SCRIPTS) for name in names), "solutions leak"
         assert (archive.getinfo("run_autograder").external_attr >> 16) & 0o111, "run_autograder not executable"
     (judge,) = (root / "source" / "cache").glob("mnist_judge_*.pt")
     shutil.copy(root / "source" / "run_autograder", root / "run_autograder")
@@ -119,7 +117,53 @@ def test_reference_earns_every_point_through_run_autograder(tmp_path):
     env.update({key: "" for key in ("HW5_SUBMISSION", "HW5_RESULTS", "HW5_MNIST", "HW5_CACHE")})
     subprocess.run(["bash", str(root / "run_autograder")], check=True, capture_output=True, cwd=root, timeout=900,
                    env={**os.environ, **env})
-    results = json.loads((root / "results" / "results.json").read_text())
+    return json.loads((root / "results" / "results.json").read_text()), names, judge
+
+
+def mutant_rounds() -> list[tuple[str, ...]]:
+    """The mutants in rounds of at most one per script: round k holds each script's k-th mutant."""
+    by_script = [[name for name, mutant in MUTANTS.items() if mutant.script == script] for script in SCRIPTS]
+    return [tuple(name for name in names if name) for names in itertools.zip_longest(*by_script)]
+
+
+def graded_edits(folder: Path, edits: list[Edit]) -> dict:
+    """The reference with `edits` made, graded on the rows they name: results by rubric key."""
+    return by_key(grade(submission(folder / "submission", edited(edits)), folder / "results.json",
+                        *node_ids(key for edit in edits for key in edit.rows)))
+
+
+def grading_read_by(item: pytest.Item):
+    """The key of `gradings` that a test reads (None: it reads none)."""
+    if item.originalname == "test_each_mutant_loses_points_on_its_rows":
+        return item.callspec.params["names"]  # its round of mutants
+    return {"test_reference_earns_every_point": "reference",
+            "test_equivalent_correct_answers_keep_every_point": "equivalents"}.get(item.originalname)
+
+
+@pytest.fixture(scope="module")
+def gradings(request, tmp_path_factory):
+    """The slow gradings that this session's tests read, started together and run two at a time (each runs its
+    tests one by one, on one core, with its own cache): {"reference", "equivalents" or a round of mutant names:
+    the future of its results}. A test waits only for its own."""
+
+    def grading(name):
+        if name == "reference":
+            return reference_through_run_autograder(tmp_path_factory.mktemp("autograder"))
+        edits = list(EQUIVALENTS.values()) if name == "equivalents" else [MUTANTS[mutant] for mutant in name]
+        return graded_edits(tmp_path_factory.mktemp("graded"), edits)
+
+    read = {grading_read_by(item) for item in request.session.items if item.module is request.module}
+    with ThreadPoolExecutor(max_workers=2) as pool:  # the longest first: the reference
+        yield {name: pool.submit(grading, name) for name in ["reference", "equivalents", *mutant_rounds()]
+               if name in read}
+
+
+def test_reference_earns_every_point(gradings):
+    """Through Gradescope's run_autograder, from the zip; the judge shipped in the zip is used as it is, never
+    trained again."""
+    results, names, judge = gradings["reference"].result()
+    assert {"setup.sh", "run_autograder"} <= set(names)
+    assert not any(name.startswith(SCRIPTS) for name in names), "solutions leak"
     assert_valid_results(results)
     lost = {test["name"]: test["output"][:300] for test in results["tests"] if test["score"] < test["max_score"]}
     assert not lost, lost
@@ -127,31 +171,9 @@ def test_reference_earns_every_point_through_run_autograder(tmp_path):
     assert [path.name for path in judge.parent.iterdir()] == [judge.name], "the judge was trained again"
 
 
-def mutant_rounds() -> list[list[str]]:
-    """The mutants in rounds of at most one per script: round k holds each script's k-th mutant."""
-    by_script = [[name for name, mutant in MUTANTS.items() if mutant.script == script] for script in SCRIPTS]
-    return [[name for name in names if name] for names in itertools.zip_longest(*by_script)]
-
-
-@pytest.fixture(scope="module")
-def mutant_results(tmp_path_factory) -> dict:
-    """Every round of mutants graded on the rows they name: {round: results by rubric key}. The rounds are
-    graded two at a time (each grading runs its tests one by one, on one core; each has its own cache)."""
-
-    def grade_round(names: tuple) -> dict:
-        mutants = [MUTANTS[name] for name in names]
-        folder = tmp_path_factory.mktemp("mutants")
-        return by_key(grade(submission(folder / "submission", edited(mutants)), folder / "results.json",
-                            *node_ids(key for mutant in mutants for key in mutant.rows)))
-
-    rounds = [tuple(names) for names in mutant_rounds()]
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        return dict(zip(rounds, pool.map(grade_round, rounds)))
-
-
 @pytest.mark.parametrize("names", mutant_rounds(), ids=" + ".join)
-def test_each_mutant_loses_points_on_its_rows(names, mutant_results):
-    mutants, results = [MUTANTS[name] for name in names], mutant_results[tuple(names)]
+def test_each_mutant_loses_points_on_its_rows(names, gradings):
+    mutants, results = [MUTANTS[name] for name in names], gradings[names].result()
     kept = [f"{name}: {key}" for name, mutant in zip(names, mutants) for key in mutant.rows
             if results[key]["score"] == results[key]["max_score"]]
     assert not kept, f"mutants kept the points of {kept}"
@@ -159,11 +181,9 @@ def test_each_mutant_loses_points_on_its_rows(names, mutant_results):
         assert mutant.keeps is None or all(results[key]["score"] == mutant.keeps for key in mutant.rows)
 
 
-def test_equivalent_correct_answers_keep_every_point(tmp_path):
-    equivalents = list(EQUIVALENTS.values())
-    folder = submission(tmp_path / "submission", edited(equivalents))
-    results = by_key(grade(folder, tmp_path / "results.json", *node_ids(key for e in equivalents for key in e.rows)))
-    lost = {key: results[key]["output"][:400] for edit in equivalents for key in edit.rows
+def test_equivalent_correct_answers_keep_every_point(gradings):
+    results = gradings["equivalents"].result()
+    lost = {key: results[key]["output"][:400] for edit in EQUIVALENTS.values() for key in edit.rows
             if results[key]["score"] < results[key]["max_score"]}
     assert not lost, lost
 

@@ -413,6 +413,12 @@ def older_config(out_dir: Path) -> None:
     torch.save(state, out_dir / "gan.pt")
 
 
+def mistyped_config(out_dir: Path) -> None:
+    state = torch.load(out_dir / "gan.pt", weights_only=True)
+    state["config"]["zdim"] = "64"  # edited by hand
+    torch.save(state, out_dir / "gan.pt")
+
+
 def other_arch(out_dir: Path) -> None:
     state = torch.load(out_dir / "gan.pt", weights_only=True)
     state["config"]["arch"] = "dcgan"
@@ -432,8 +438,11 @@ def other_arch(out_dir: Path) -> None:
     (["evaluate"], foreign, "is not a checkpoint of this script"),
     (["sample"], other_arch, "does not match this model's architecture"),
     (["train", "--resume"], older_config, "has an unusable config"),
+    (["sample"], mistyped_config, "has an unusable config (zdim='64')"),
+    (["train", "--resume"], mistyped_config, "has an unusable config (zdim='64')"),
 ], ids=["lr", "lr-inf", "dcgan-batch-of-1", "out-dir-file", "sample-out-dir-file", "data", "batch-size",
-        "resume-nothing", "corrupt", "foreign", "arch-mismatch", "resume-older-config"])
+        "resume-nothing", "corrupt", "foreign", "arch-mismatch", "resume-older-config", "mistyped-config",
+        "resume-mistyped-config"])
 def test_gan_cli_bad_input_is_one_line_exit_2_nothing_overwritten(hw5_gan, trained_dir, tmp_path, cli, args, prepare,
                                                                    message):
     out_dir = tmp_path / "run"

@@ -1,9 +1,11 @@
 """Tests of the shared helpers in hw5_utils.py."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -147,7 +149,7 @@ def test_pick_device():
     assert hw5_utils.pick_device("cpu") == torch.device("cpu")
     auto = hw5_utils.pick_device("auto")
     assert auto.type == ("cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu")
-    for bad in ("tpu", "gpu0", f"cuda:{torch.cuda.device_count() + 3}"):
+    for bad in ("tpu", "gpu0", f"cuda:{torch.cuda.device_count() + 3}", "cpu:1", "mps:1"):
         with pytest.raises(UserError):
             hw5_utils.pick_device(bad)
 
@@ -183,6 +185,28 @@ def test_a_failed_save_keeps_the_previous_file(tmp_path):
 def test_load_weights_reports_architecture_mismatch(tmp_path):
     with pytest.raises(UserError, match="does not match"):
         hw5_utils.load_weights(torch.nn.Linear(3, 4), torch.nn.Linear(3, 5).state_dict(), tmp_path / "m.pt")
+
+
+@dataclasses.dataclass
+class RunConfig:
+    epochs: int = 10
+    lr: float = 1e-3
+    data: Optional[str] = None
+    weighted: bool = True
+
+
+def test_saved_config_rebuilds_the_run_and_names_a_mistyped_value(tmp_path):
+    path = tmp_path / "run.pt"
+    saved = {"config": {"epochs": 5, "lr": 1, "data": "digits.npz", "weighted": False}}  # lr: an int is a float
+    assert hw5_utils.saved_config(RunConfig, saved, path, epochs=0, data=None) == RunConfig(5, 1, "digits.npz", False)
+    assert hw5_utils.saved_config(RunConfig, saved, path, epochs=8).epochs == 8  # given again: on top
+    assert hw5_utils.saved_config(RunConfig, {"config": {}}, path) == RunConfig()  # an older run: the defaults
+    for field, value in [("epochs", "abc"), ("epochs", 2.5), ("epochs", True), ("lr", "fast"), ("data", 3),
+                         ("weighted", 1)]:
+        with pytest.raises(UserError, match=rf"run.pt has an unusable config \({field}={value!r}\)"):
+            hw5_utils.saved_config(RunConfig, {"config": {**saved["config"], field: value}}, path)
+    with pytest.raises(UserError, match="run.pt has an unusable config: train again"):
+        hw5_utils.saved_config(RunConfig, {"config": {"an_older_setting": 1}}, path)
 
 
 def test_check_out_dir_rejects_files_before_any_work(tmp_path, monkeypatch):

@@ -676,17 +676,20 @@ def test_cli_bad_data_files_exit_2_with_one_line(hw5_vae, case, cli, tmp_path):
 
 def test_cli_bad_checkpoints_exit_2_with_one_line(hw5_vae, cli, tmp_path, cli_run):
     _, trained_dir = cli_run
-    empty, corrupt, other_arch, not_vae = (tmp_path / name for name in ("empty", "corrupt", "other", "not_vae"))
-    for folder in (empty, corrupt, other_arch, not_vae):
+    folders = empty, corrupt, other_arch, not_vae, mistyped = tuple(
+        tmp_path / name for name in ("empty", "corrupt", "other", "not_vae", "mistyped"))
+    for folder in folders:
         folder.mkdir()
     (corrupt / "vae.pt").write_bytes(b"\x80garbage")
     state = torch.load(trained_dir / "vae.pt", weights_only=True)
+    torch.save({**state, "config": {**state["config"], "seed": "abc"}}, mistyped / "vae.pt")  # edited by hand
     state["config"]["hidden_units"] = 100  # weights of a 500-unit model under a 100-unit config
     torch.save(state, other_arch / "vae.pt")
     torch.save({"gen": {}, "disc": {}}, not_vae / "vae.pt")
-    for folder in (empty, corrupt, other_arch, not_vae):
+    for folder in folders:
         for command in ("plot", "evaluate"):
             assert_one_line_error(cli.invoke(hw5_vae.app, [command, "--out-dir", str(folder)]))
+    assert "unusable config (seed='abc')" in cli.invoke(hw5_vae.app, ["plot", "--out-dir", str(mistyped)]).stderr
     older = tmp_path / "older"
     older.mkdir()
     state["config"]["an_older_setting"] = 1  # a config this version's Config cannot rebuild
