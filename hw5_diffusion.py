@@ -732,6 +732,7 @@ def restore(out_dir: Path, device: str = "auto") -> tuple[ScoreMatching, dict, P
     path = Path(out_dir) / CHECKPOINT
     state = load_checkpoint(path, CHECKPOINT_KEYS, train_hint(out_dir))
     cfg = saved_config(Config, state, path)
+    state["config"] = asdict(cfg)  # every setting: this version's default for any an older run lacks
     try:
         levels = torch.as_tensor(state["noise_levels"], dtype=torch.float32).flatten()
         points = torch.as_tensor(state["data"], dtype=torch.float32)

@@ -438,6 +438,7 @@ def restore(out_dir: Path, device: str = "auto") -> tuple[GAN, dict]:
     path = Path(out_dir) / CHECKPOINT
     state = load_checkpoint(path, CHECKPOINT_KEYS, train_hint(out_dir))
     cfg = saved_config(Config, state, path)
+    state["config"] = asdict(cfg)  # every setting: this version's default for any an older run lacks
     try:
         gan = GAN(cfg.zdim, cfg.arch, cfg.loss, dev, cfg.seed)
     except (RuntimeError, UserError):  # e.g. a negative size, an unknown arch

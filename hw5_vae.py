@@ -413,6 +413,7 @@ def restore(out_dir: Path, data: Path | str | None = None, device: str = "auto")
     path = Path(out_dir) / CHECKPOINT
     state = load_checkpoint(path, CHECKPOINT_KEYS, train_hint(out_dir))
     cfg = saved_config(Config, state, path)
+    state["config"] = asdict(cfg)  # every setting: this version's default for any an older run lacks
     try:
         vae = VAE(cfg.latent_dim, cfg.hidden_units, cfg.data_dim)
     except RuntimeError:  # e.g. a negative size

@@ -607,6 +607,15 @@ def test_cli_plot_and_evaluate_rebuild_from_the_checkpoint(hw5_vae, cli_run, cli
     assert json.loads((out_dir / "metrics.json").read_text())["iw_samples"] == 7
 
 
+def test_cli_evaluate_takes_the_defaults_for_settings_an_older_checkpoint_lacks(hw5_vae, cli_run, cli, tmp_path):
+    _, out_dir = cli_run
+    state = torch.load(out_dir / "vae.pt", weights_only=True)
+    torch.save({key: state[key] for key in ("encoder", "decoder")} | {"config": {"latent_dim": 2}}, tmp_path / "vae.pt")
+    result = cli.invoke(hw5_vae.app, ["evaluate", "--out-dir", str(tmp_path), "--iw-samples", "2"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "metrics.json").read_text())["binarize"] == hw5_vae.Config.binarize
+
+
 def test_cli_help_on_every_command(hw5_vae, cli):
     for command in ("train", "plot", "evaluate"):
         result = cli.invoke(hw5_vae.app, [command, "--help"])
