@@ -36,9 +36,9 @@ from matplotlib.textpath import TextPath
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
-from hw5_utils import (App, Checkpointer, UserError, check_out_dir, get_rng_state, load_checkpoint, load_weights, note,
-                       pick_device, progress, require, restore_training, save_array, save_figure, save_gif,
-                       saved_config, seed_everything, typed_options, write_metrics)
+from hw5_utils import (App, Checkpointer, UserError, check_out_dir, check_seed, get_rng_state, load_checkpoint,
+                       load_weights, note, pick_device, progress, require, restore_training, save_array, save_figure,
+                       save_gif, saved_config, seed_everything, typed_options, write_metrics)
 
 # ----------------------------------------------------------------------------------------------------
 # Hyperparameters (the command line's defaults)
@@ -666,6 +666,7 @@ def validate(cfg: Config) -> None:
     require(cfg.fourier_features >= 0, f"--fourier-features must be >= 0, got {cfg.fourier_features}")
     require(0 < cfg.lr < math.inf, f"--lr must be a positive number, got {cfg.lr}")
     require(0 <= cfg.ema_decay < 1, f"--ema-decay must be in [0, 1), got {cfg.ema_decay}")
+    check_seed(cfg.seed)
     for name in ("sigma_max", "sigma_min"):
         value = getattr(cfg, name)
         require(value is None or (math.isfinite(value) and value > 0),
@@ -685,7 +686,7 @@ def run_training(cfg: Config, out_dir: Path, device: str = "auto", resume: bool 
         saved = load_checkpoint(out_dir / CHECKPOINT, CHECKPOINT_KEYS + RESUME_KEYS, train_hint(out_dir))
         cfg = saved_config(Config, saved, out_dir / CHECKPOINT, iterations=cfg.iterations)
     validate(cfg)
-    cloud = saved_cloud(saved) if saved is not None else load_points(cfg)
+    cloud = saved_cloud(cfg, saved) if saved is not None else load_points(cfg)
     noise_levels = saved["noise_levels"] if saved is not None else \
         default_noise_levels(cloud.points, cfg.sigma_max, cfg.sigma_min, cfg.num_levels)
     seed_everything(cfg.seed)
@@ -716,14 +717,13 @@ def run_training(cfg: Config, out_dir: Path, device: str = "auto", resume: bool 
     return state
 
 
-def saved_cloud(state: dict) -> PointCloud:
-    """The training data stored in a checkpoint, with fresh draws from its generator for a built-in set."""
-    cfg = state["config"]
-    if cfg.get("data"):
-        return PointCloud(cfg["data"], state["data"])
-    require(cfg.get("dataset") in DATASETS, f"the checkpoint names an unknown dataset {cfg.get('dataset')!r}: "
-                                            f"train again")
-    return PointCloud(cfg["dataset"], state["data"], DATASETS[cfg["dataset"]])
+def saved_cloud(cfg: Config, state: dict) -> PointCloud:
+    """The training data stored in a checkpoint (`cfg`: its settings), with fresh draws from its generator for a
+    built-in set."""
+    if cfg.data:
+        return PointCloud(cfg.data, state["data"])
+    require(cfg.dataset in DATASETS, f"the checkpoint names an unknown dataset {cfg.dataset!r}: train again")
+    return PointCloud(cfg.dataset, state["data"], DATASETS[cfg.dataset])
 
 
 def restore(out_dir: Path, device: str = "auto") -> tuple[ScoreMatching, dict, PointCloud]:
@@ -733,6 +733,7 @@ def restore(out_dir: Path, device: str = "auto") -> tuple[ScoreMatching, dict, P
     state = load_checkpoint(path, CHECKPOINT_KEYS, train_hint(out_dir))
     cfg = saved_config(Config, state, path)
     state["config"] = asdict(cfg)  # every setting: this version's default for any an older run lacks
+    validate(cfg)
     try:
         levels = torch.as_tensor(state["noise_levels"], dtype=torch.float32).flatten()
         points = torch.as_tensor(state["data"], dtype=torch.float32)
@@ -742,7 +743,7 @@ def restore(out_dir: Path, device: str = "auto") -> tuple[ScoreMatching, dict, P
     scorenet = build_model(cfg, points)
     load_weights(scorenet, state["model"], path)
     scorenet.eval()
-    return ScoreMatching(scorenet.to(dev), levels.to(dev)), state, saved_cloud(state)
+    return ScoreMatching(scorenet.to(dev), levels.to(dev)), state, saved_cloud(cfg, state)
 
 
 def sampling_defaults(sm: ScoreMatching, state: dict, lr: Optional[float], seed: Optional[int]) -> tuple[float, int]:

@@ -30,10 +30,10 @@ from PIL import Image, ImageDraw
 from torch import nn
 from torchvision.utils import make_grid
 
-from hw5_utils import (App, Checkpointer, MNIST, UserError, check_out_dir, get_rng_state, judge_digits, load_checkpoint,
-                       load_judge, load_mnist, load_weights, note, pick_device, plot_image_grid, progress, require,
-                       restore_training, save_figure, save_gif, saved_config, seed_everything, typed_options,
-                       write_metrics)
+from hw5_utils import (App, Checkpointer, MNIST, UserError, check_out_dir, check_seed, get_rng_state, judge_digits,
+                       load_checkpoint, load_judge, load_mnist, load_weights, note, pick_device, plot_image_grid,
+                       progress, require, restore_training, save_figure, save_gif, saved_config, seed_everything,
+                       typed_options, write_metrics)
 
 # ----------------------------------------------------------------------------------------------------
 # Hyperparameters (the command line's defaults)
@@ -452,13 +452,13 @@ def evaluate_and_save(gan: GAN, state: dict, out_dir: Path, data: Path | str | N
                       n: int = EVAL_SAMPLES) -> dict:
     """Score a trained GAN (and the same networks untrained) with the judge; write out_dir/metrics.json."""
     cfg = state["config"]
-    mnist = load_mnist(data or cfg.get("data"), 0, "none", gan._dev)
+    mnist = load_mnist(data or cfg["data"], 0, "none", gan._dev)
     metrics = evaluate(gan, mnist, n)
     untrained = GAN(gan._zdim, gan.arch, gan.loss, gan._dev, gan.seed)
     metrics["untrained_frechet_distance"] = evaluate(untrained, mnist, n)["frechet_distance"]
     metrics.update(epochs=state.get("epoch", 0), arch=gan.arch, loss=gan.loss,
                    train_seconds=round(state.get("train_seconds", 0.0), 2), zdim=gan._zdim,
-                   batch_size=cfg.get("batch_size"), lr=cfg.get("lr"), data=mnist.source)
+                   batch_size=cfg["batch_size"], lr=cfg["lr"], data=mnist.source)
     write_metrics(metrics, Path(out_dir) / "metrics.json")
     note(f"Fréchet distance {metrics['frechet_distance']:.1f} (untrained {metrics['untrained_frechet_distance']:.1f}, "
          f"real digits {metrics['floor_frechet_distance']:.1f}); {metrics['classes_covered']}/10 digits covered; "
@@ -482,6 +482,7 @@ def run_training(cfg: Config, out_dir: Path, device: str | torch.device = "auto"
                                 train_hint(out_dir))
         cfg = saved_config(Config, saved, out_dir / CHECKPOINT, epochs=cfg.epochs, data=cfg.data)
     require(0 < cfg.lr < math.inf, f"--lr must be a positive number, got {cfg.lr}")
+    check_seed(cfg.seed)
     require(min(cfg.epochs, cfg.batch_size, cfg.zdim, cfg.iter_d, cfg.iter_g) >= 1,
             "--epochs, --batch-size, --zdim, --iter-d and --iter-g must be at least 1")
     require(cfg.arch != "dcgan" or cfg.batch_size >= 2,

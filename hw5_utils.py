@@ -120,8 +120,15 @@ def note(message: str) -> None:
 # Runtime: seeds, devices, RNG state
 
 
+def check_seed(seed: int) -> int:
+    """`seed` if torch takes it (0 to 2**64 - 1), else a one-line `UserError`."""
+    require(0 <= seed < 2**64, f"--seed must be between 0 and 2**64 - 1 (torch's range), got {seed}")
+    return seed
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python's, NumPy's and torch's (CPU and CUDA) global generators."""
+    check_seed(seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -251,14 +258,15 @@ def saved_config(config_type: type, checkpoint: dict, path: Path, **given):
     `UserError`.
     """
     unusable = f"{path} has an unusable config"
+    again = "train again without --resume" if given else "train again"  # options given again: a --resume
     try:
         config = config_type(**{**checkpoint["config"], **{key: value for key, value in given.items() if value}})
     except TypeError:
-        raise UserError(f"{unusable}: train again (without --resume)") from None
+        raise UserError(f"{unusable}: {again}") from None
     hints = get_type_hints(config_type)
     wrong = [f"{field.name}={getattr(config, field.name)!r}" for field in dataclasses.fields(config)
              if not _is_a(getattr(config, field.name), hints[field.name])]
-    require(not wrong, f"{unusable} ({', '.join(wrong)}): train again (without --resume)")
+    require(not wrong, f"{unusable} ({', '.join(wrong)}): {again}")
     return config
 
 

@@ -27,9 +27,10 @@ import torch
 import typer
 from torch import nn
 
-from hw5_utils import (App, Checkpointer, MNIST, UserError, check_out_dir, get_rng_state, judge_digits, load_checkpoint,
-                       load_judge, load_mnist, load_weights, note, pick_device, plot_image_grid, progress, require,
-                       restore_training, save_figure, saved_config, seed_everything, typed_options, write_metrics)
+from hw5_utils import (App, Checkpointer, MNIST, UserError, check_out_dir, check_seed, get_rng_state, judge_digits,
+                       load_checkpoint, load_judge, load_mnist, load_weights, note, pick_device, plot_image_grid,
+                       progress, require, restore_training, save_figure, saved_config, seed_everything, typed_options,
+                       write_metrics)
 
 # ----------------------------------------------------------------------------------------------------
 # Hyperparameters (the command line's defaults)
@@ -465,6 +466,7 @@ def run_training(cfg: Config, out_dir: Path, device: str = "auto", resume: bool 
         saved = load_checkpoint(out_dir / CHECKPOINT, CHECKPOINT_KEYS + ("optimizer", "epoch", "rng", "history"),
                                 train_hint(out_dir))
         cfg = saved_config(Config, saved, out_dir / CHECKPOINT, epochs=cfg.epochs, data=cfg.data)
+    check_seed(cfg.seed)
     data = load_mnist(cfg.data, cfg.train_size, cfg.binarize, dev)
     check_figure_digits(data)
     cfg.data = data.source

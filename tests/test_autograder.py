@@ -144,18 +144,22 @@ def grading_read_by(item: pytest.Item):
 def gradings(request, tmp_path_factory):
     """The slow gradings that this session's tests read, started together and run two at a time (each runs its
     tests one by one, on one core, with its own cache): {"reference", "equivalents" or a round of mutant names:
-    the future of its results}. A test waits only for its own."""
+    the future of its results}. A test waits only for its own; a stopped session cancels those not started."""
 
-    def grading(name):
+    def grading(name, folder: Path):
         if name == "reference":
-            return reference_through_run_autograder(tmp_path_factory.mktemp("autograder"))
+            return reference_through_run_autograder(folder)
         edits = list(EQUIVALENTS.values()) if name == "equivalents" else [MUTANTS[mutant] for mutant in name]
-        return graded_edits(tmp_path_factory.mktemp("graded"), edits)
+        return graded_edits(folder, edits)
 
     read = {grading_read_by(item) for item in request.session.items if item.module is request.module}
-    with ThreadPoolExecutor(max_workers=2) as pool:  # the longest first: the reference
-        yield {name: pool.submit(grading, name) for name in ["reference", "equivalents", *mutant_rounds()]
-               if name in read}
+    names = [name for name in ["reference", "equivalents", *mutant_rounds()] if name in read]  # the longest first
+    folders = [tmp_path_factory.mktemp("grading") for _ in names]  # here: mktemp is not thread-safe
+    pool = ThreadPoolExecutor(max_workers=2)
+    try:
+        yield {name: pool.submit(grading, name, folder) for name, folder in zip(names, folders)}
+    finally:
+        pool.shutdown(cancel_futures=True)
 
 
 def test_reference_earns_every_point(gradings):

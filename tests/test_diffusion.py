@@ -519,6 +519,11 @@ def test_cli_train_sample_plot_evaluate_resume(hw5_diffusion, run, tmp_path):
         assert result.exit_code == 2 and "Traceback" not in result.output, result.output
         assert result.stderr.strip().splitlines()[-1].startswith("Error: Langevin sampling diverged"), result.stderr
     assert {path.name: path.read_bytes() for path in out.iterdir()} == before
+    state = torch.load(out / "model.pt", weights_only=True)
+    for key in ("dataset", "seed"):  # a run saved by an older version, without these settings: their defaults
+        del state["config"][key]
+    torch.save(state, out / "model.pt")
+    assert run("train", "--resume", "--iterations", 46, "--out-dir", out).exit_code == 0
 
 
 def test_cli_rejects_an_out_dir_that_is_a_file(run, tmp_path):
@@ -596,6 +601,7 @@ def bad_files(tmp_path):
     (("train", "--lr", "inf"), "--lr must be a positive number"),
     (("train", "--iterations", "0"), "Invalid value for '--iterations'"),
     (("train", "--device", "tpu"), "unknown device"),
+    (("train", "--seed", str(2**64)), "--seed must be between 0 and 2**64 - 1"),
     (("sample", "--sampling-lr", "-1"), "--sampling-lr must be > 0"),
     (("plot-score", "--sigma", "0"), "--sigma must be > 0"),
 ])
@@ -620,5 +626,7 @@ def test_cli_needs_a_readable_checkpoint(hw5_diffusion, run, tmp_path):
     before = (tmp_path / "model.pt").read_bytes()
     assert_one_line_error(run("train", "--resume", "--out-dir", tmp_path), "has an unusable config")
     assert (tmp_path / "model.pt").read_bytes() == before
-    torch.save({**dict.fromkeys(keys, {}), "config": {"num_levels": "10"}}, tmp_path / "model.pt")  # edited by hand
-    assert_one_line_error(run("sample", "--out-dir", tmp_path), "has an unusable config (num_levels='10')")
+    for config, message in [({"num_levels": "10"}, "has an unusable config (num_levels='10')"),  # edited by hand
+                            ({"hidden_units": -1}, "--hidden-units must be >= 1, got -1")]:
+        torch.save({**dict.fromkeys(keys, {}), "config": config}, tmp_path / "model.pt")
+        assert_one_line_error(run("sample", "--out-dir", tmp_path), message)

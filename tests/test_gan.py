@@ -428,6 +428,7 @@ def other_arch(out_dir: Path) -> None:
 @pytest.mark.parametrize("args, prepare, message", [
     (["train", "--lr", "0"], None, "--lr must be a positive number"),
     (["train", "--lr", "inf"], None, "--lr must be a positive number"),
+    (["train", "--seed", "-1"], None, "--seed must be between 0 and 2**64 - 1"),
     (["train", "--arch", "dcgan", "--batch-size", "1"], None, "--batch-size of at least 2"),
     (["train", "--out-dir", "{file}"], None, "is a file"),
     (["sample", "--out-dir", "{file}"], None, "is a file"),
@@ -440,7 +441,7 @@ def other_arch(out_dir: Path) -> None:
     (["train", "--resume"], older_config, "has an unusable config"),
     (["sample"], mistyped_config, "has an unusable config (zdim='64')"),
     (["train", "--resume"], mistyped_config, "has an unusable config (zdim='64')"),
-], ids=["lr", "lr-inf", "dcgan-batch-of-1", "out-dir-file", "sample-out-dir-file", "data", "batch-size",
+], ids=["lr", "lr-inf", "seed", "dcgan-batch-of-1", "out-dir-file", "sample-out-dir-file", "data", "batch-size",
         "resume-nothing", "corrupt", "foreign", "arch-mismatch", "resume-older-config", "mistyped-config",
         "resume-mistyped-config"])
 def test_gan_cli_bad_input_is_one_line_exit_2_nothing_overwritten(hw5_gan, trained_dir, tmp_path, cli, args, prepare,

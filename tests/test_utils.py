@@ -133,6 +133,10 @@ def test_seed_everything_makes_all_three_generators_repeat():
     hw5_utils.seed_everything(5)
     second = draws()
     assert first[:2] == second[:2] and torch.equal(first[2], second[2])
+    hw5_utils.seed_everything(2**64 - 1)  # torch's largest
+    for bad in (-1, 2**64):
+        with pytest.raises(UserError, match="--seed must be between 0 and 2"):
+            hw5_utils.seed_everything(bad)
 
 
 def test_rng_state_round_trips_through_a_checkpoint(tmp_path):
@@ -205,8 +209,11 @@ def test_saved_config_rebuilds_the_run_and_names_a_mistyped_value(tmp_path):
                          ("weighted", 1)]:
         with pytest.raises(UserError, match=rf"run.pt has an unusable config \({field}={value!r}\)"):
             hw5_utils.saved_config(RunConfig, {"config": {**saved["config"], field: value}}, path)
-    with pytest.raises(UserError, match="run.pt has an unusable config: train again"):
-        hw5_utils.saved_config(RunConfig, {"config": {"an_older_setting": 1}}, path)
+    older = {"config": {"an_older_setting": 1}}
+    with pytest.raises(UserError, match="run.pt has an unusable config: train again$"):  # for plot, evaluate, ...
+        hw5_utils.saved_config(RunConfig, older, path)
+    with pytest.raises(UserError, match="run.pt has an unusable config: train again without --resume$"):
+        hw5_utils.saved_config(RunConfig, older, path, epochs=None)  # options given again: a --resume
 
 
 def test_check_out_dir_rejects_files_before_any_work(tmp_path, monkeypatch):

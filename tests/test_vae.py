@@ -649,6 +649,7 @@ BAD_TRAIN_ARGS = {
     "negative lr": ["--lr", "-1"],
     "unknown binarization": ["--binarize", "halftone"],
     "unknown device": ["--device", "tpu"],
+    "seed out of torch's range": ["--seed", "-1"],
     "missing cuda": ["--device", "cuda:7"],
     "resume without checkpoint": ["--resume", "--lr", "1"],  # and no note that --lr is ignored
     "infinite lr": ["--lr", "inf"],
