@@ -120,10 +120,9 @@ def note(message: str) -> None:
 # Runtime: seeds, devices, RNG state
 
 
-def check_seed(seed: int) -> int:
-    """`seed` if torch takes it (0 to 2**64 - 1), else a one-line `UserError`."""
+def check_seed(seed: int) -> None:
+    """A one-line `UserError` unless torch takes `seed` (0 to 2**64 - 1)."""
     require(0 <= seed < 2**64, f"--seed must be between 0 and 2**64 - 1 (torch's range), got {seed}")
-    return seed
 
 
 def seed_everything(seed: int) -> None:
