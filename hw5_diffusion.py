@@ -37,8 +37,8 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from hw5_utils import (App, Checkpointer, UserError, check_out_dir, check_seed, get_rng_state, load_checkpoint,
-                       load_weights, note, pick_device, progress, require, restore_training, save_array, save_figure,
-                       save_gif, saved_config, seed_everything, typed_options, write_metrics)
+                       load_run, load_weights, note, pick_device, progress, require, restore_training, save_array,
+                       save_figure, save_gif, saved_config, seed_everything, typed_options, write_metrics)
 
 # ----------------------------------------------------------------------------------------------------
 # Hyperparameters (the command line's defaults)
@@ -730,9 +730,7 @@ def restore(out_dir: Path, device: str = "auto") -> tuple[ScoreMatching, dict, P
     """The trained model in out_dir/model.pt (the EMA weights), the whole checkpoint, and its data."""
     dev = pick_device(device)
     path = Path(out_dir) / CHECKPOINT
-    state = load_checkpoint(path, CHECKPOINT_KEYS, train_hint(out_dir))
-    cfg = saved_config(Config, state, path)
-    state["config"] = asdict(cfg)  # every setting: this version's default for any an older run lacks
+    state, cfg = load_run(path, CHECKPOINT_KEYS, train_hint(out_dir), Config)
     validate(cfg)
     try:
         levels = torch.as_tensor(state["noise_levels"], dtype=torch.float32).flatten()
@@ -906,7 +904,7 @@ def plot_score_command(sigma: Optional[float] = typer.Option(None, help="Noise l
                        out_dir: Path = OUT_DIR, device: str = DEVICE) -> None:
     """Draw the learned score field over the data: --out-dir/score_field.png."""
     require(sigma is None or (math.isfinite(sigma) and sigma > 0), f"--sigma must be > 0, got {sigma}")
-    sm, _, cloud = restore(check_out_dir(out_dir), device)
+    sm, _, cloud = restore(out_dir, device)
     note(f"wrote {draw_score_field(sm, cloud.points, out_dir, sigma)}")
 
 
@@ -916,7 +914,7 @@ def evaluate_command(sampling_iterations: int = SAMPLING_ITERATIONS_OPTION,
                      seed: Optional[int] = SAMPLING_SEED, device: str = DEVICE) -> None:
     """Compare 5 x 2000 fresh samples with fresh data (sliced W2, energy distance, their floors): metrics.json."""
     check_sampling_options(EVAL_SIZE, sampling_iterations, sampling_lr)
-    sm, state, cloud = restore(check_out_dir(out_dir), device)
+    sm, state, cloud = restore(out_dir, device)
     lr, seed = sampling_defaults(sm, state, sampling_lr, seed)
     evaluate_and_save(sm, cloud, state, out_dir, sampling_iterations, lr, seed)
 

@@ -31,9 +31,9 @@ from torch import nn
 from torchvision.utils import make_grid
 
 from hw5_utils import (App, Checkpointer, MNIST, UserError, check_out_dir, check_seed, get_rng_state, judge_digits,
-                       load_checkpoint, load_judge, load_mnist, load_weights, note, pick_device, plot_image_grid,
-                       progress, require, restore_training, save_figure, save_gif, saved_config, seed_everything,
-                       typed_options, write_metrics)
+                       load_checkpoint, load_judge, load_mnist, load_run, load_weights, note, pick_device,
+                       plot_image_grid, progress, require, restore_training, save_figure, save_gif, saved_config,
+                       seed_everything, typed_options, write_metrics)
 
 # ----------------------------------------------------------------------------------------------------
 # Hyperparameters (the command line's defaults)
@@ -436,9 +436,7 @@ def restore(out_dir: Path, device: str = "auto") -> tuple[GAN, dict]:
     """The GAN saved in out_dir/gan.pt and the whole checkpoint."""
     dev = pick_device(device)
     path = Path(out_dir) / CHECKPOINT
-    state = load_checkpoint(path, CHECKPOINT_KEYS, train_hint(out_dir))
-    cfg = saved_config(Config, state, path)
-    state["config"] = asdict(cfg)  # every setting: this version's default for any an older run lacks
+    state, cfg = load_run(path, CHECKPOINT_KEYS, train_hint(out_dir), Config)
     try:
         gan = GAN(cfg.zdim, cfg.arch, cfg.loss, dev, cfg.seed)
     except (RuntimeError, UserError):  # e.g. a negative size, an unknown arch
@@ -547,7 +545,7 @@ def train(ctx: typer.Context, epochs: Optional[int] = typer.Option(None, min=1, 
 def sample(n: int = typer.Option(64, min=1, max=10000, help="How many digits to draw."), out_dir: Path = OUT_DIR,
            seed: int = 0, device: str = DEVICE) -> None:
     """Draw n new digits from --out-dir/gan.pt into --out-dir/samples.png."""
-    gan, state = restore(check_out_dir(out_dir), device)
+    gan, state = restore(out_dir, device)
     seed_everything(seed)
     path = plot_samples(gan.generate(gan.sample_z(n)), Path(out_dir) / "samples.png",
                         f"{n} samples after {state.get('epoch', 0)} epochs ({gan.arch})")
@@ -558,7 +556,7 @@ def sample(n: int = typer.Option(64, min=1, max=10000, help="How many digits to 
 def evaluate_command(out_dir: Path = OUT_DIR, data: Optional[Path] = DATA, device: str = DEVICE,
                      n: int = typer.Option(EVAL_SAMPLES, min=2, help="Generated digits to score.")) -> None:
     """Score --out-dir/gan.pt's digits with the MNIST judge into metrics.json."""
-    gan, state = restore(check_out_dir(out_dir), device)
+    gan, state = restore(out_dir, device)
     evaluate_and_save(gan, state, out_dir, data, n)
 
 

@@ -269,6 +269,20 @@ def saved_config(config_type: type, checkpoint: dict, path: Path, **given):
     return config
 
 
+def load_run(path: Path, required: Iterable[str], train_hint: str, config_type: type) -> tuple[dict, Any]:
+    """For the commands that use a trained run and write beside it (plot, evaluate, sample): check its folder
+    (`check_out_dir`), load the checkpoint at `path` (`load_checkpoint`) and rebuild its settings (`saved_config`).
+
+    Returns the checkpoint, with its "config" completed by this version's default for any setting an older run
+    lacks, and that config as a `config_type`.
+    """
+    check_out_dir(path.parent)
+    state = load_checkpoint(path, required, train_hint)
+    config = saved_config(config_type, state, path)
+    state["config"] = dataclasses.asdict(config)
+    return state, config
+
+
 def load_weights(module: torch.nn.Module, weights: dict, path: Path) -> None:
     """`module.load_state_dict(weights)`, reporting an architecture mismatch as a one-line `UserError`."""
     try:
@@ -443,11 +457,7 @@ def _read_torchvision(root: Path) -> tuple[np.ndarray, ...]:
     from torchvision.datasets import MNIST as TorchvisionMNIST
 
     # the outermost folder torchvision will create, removed again if the download fails
-    created = None
-    if not root.exists():
-        created = root
-    elif not (root / "MNIST").exists():
-        created = root / "MNIST"
+    created = next((folder for folder in (root, root / "MNIST") if not folder.exists()), None)
     try:
         train, test = (TorchvisionMNIST(str(root), train=flag, download=True) for flag in (True, False))
     except Exception as error:

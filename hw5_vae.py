@@ -28,9 +28,9 @@ import typer
 from torch import nn
 
 from hw5_utils import (App, Checkpointer, MNIST, UserError, check_out_dir, check_seed, get_rng_state, judge_digits,
-                       load_checkpoint, load_judge, load_mnist, load_weights, note, pick_device, plot_image_grid,
-                       progress, require, restore_training, save_figure, saved_config, seed_everything, typed_options,
-                       write_metrics)
+                       load_checkpoint, load_judge, load_mnist, load_run, load_weights, note, pick_device,
+                       plot_image_grid, progress, require, restore_training, save_figure, saved_config, seed_everything,
+                       typed_options, write_metrics)
 
 # ----------------------------------------------------------------------------------------------------
 # Hyperparameters (the command line's defaults)
@@ -412,9 +412,7 @@ def restore(out_dir: Path, data: Path | str | None = None, device: str = "auto")
     """The VAE saved in out_dir/vae.pt, the whole checkpoint, and its data (from `data` if given)."""
     dev = pick_device(device)
     path = Path(out_dir) / CHECKPOINT
-    state = load_checkpoint(path, CHECKPOINT_KEYS, train_hint(out_dir))
-    cfg = saved_config(Config, state, path)
-    state["config"] = asdict(cfg)  # every setting: this version's default for any an older run lacks
+    state, cfg = load_run(path, CHECKPOINT_KEYS, train_hint(out_dir), Config)
     try:
         vae = VAE(cfg.latent_dim, cfg.hidden_units, cfg.data_dim)
     except RuntimeError:  # e.g. a negative size
@@ -526,7 +524,7 @@ def train(ctx: typer.Context, epochs: Optional[int] = typer.Option(None, min=1, 
 @app.command()
 def plot(out_dir: Path = OUT_DIR, data: Optional[Path] = DATA, device: str = DEVICE) -> None:
     """Redraw the figures from --out-dir/vae.pt."""
-    vae, state, mnist = restore(check_out_dir(out_dir), data, device)
+    vae, state, mnist = restore(out_dir, data, device)
     figures = make_figures(vae, mnist, state.get("history", {}), out_dir, state["config"]["seed"])
     note(f"figures: {', '.join(str(path) for path in figures)}")
 
@@ -535,7 +533,7 @@ def plot(out_dir: Path = OUT_DIR, data: Optional[Path] = DATA, device: str = DEV
 def evaluate_command(out_dir: Path = OUT_DIR, iw_samples: int = IW_SAMPLES, data: Optional[Path] = DATA,
                      device: str = DEVICE) -> None:
     """Recompute the test ELBO and IWAE log-likelihood of --out-dir/vae.pt into metrics.json."""
-    vae, state, mnist = restore(check_out_dir(out_dir), data, device)
+    vae, state, mnist = restore(out_dir, data, device)
     evaluate_and_save(vae, mnist, state, out_dir, iw_samples)
 
 

@@ -714,9 +714,10 @@ def test_cli_unusable_out_dir_is_reported_before_training(hw5_vae, cli, tmp_path
     a_file = tmp_path / "notes.txt"
     a_file.write_text("mine")
     for out_dir in (a_file, a_file / "vae"):
-        result = cli.invoke(hw5_vae.app, ["train", "--out-dir", str(out_dir), "--data", str(mnist_path)])
-        assert_one_line_error(result)
-        assert "is a file" in result.output
+        for command in ("train", "plot", "evaluate"):
+            result = cli.invoke(hw5_vae.app, [command, "--out-dir", str(out_dir), "--data", str(mnist_path)])
+            assert_one_line_error(result)
+            assert "is a file" in result.output, command
     assert a_file.read_text() == "mine"
 
 
