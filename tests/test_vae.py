@@ -403,6 +403,17 @@ def test_logpdf_bernoulli_logits_matches_torch_distributions_where_the_sigmoid_s
     assert expected[3:].abs().min() > 100 * 40  # rows 3-4 disagree with x on ~392 pixels: each costs 40 nats
 
 
+def test_logpdf_bernoulli_logits_gradient_is_x_minus_p_where_the_sigmoid_saturates(hw5_vae):
+    """d/dl [x log sigmoid(l) + (1 - x) log sigmoid(-l)] = x - sigmoid(l): the full pull back even at |l| = 40,
+    where a clamped log(p) would give no gradient at all."""
+    torch.manual_seed(19)
+    logits = torch.cat([torch.randn(3, 784) * 4, torch.full((1, 784), 40.0), torch.full((1, 784), -40.0)])
+    x = torch.bernoulli(torch.full((5, 784), 0.5))
+    logits.requires_grad_()
+    hw5_vae.VAE.logpdf_bernoulli_logits(x, logits).sum().backward()
+    torch.testing.assert_close(logits.grad, x - torch.sigmoid(logits.detach()), rtol=0, atol=1e-6)
+
+
 def test_forward_is_the_elbo_with_the_analytic_kl(hw5_vae):
     """vae(x): mean over the batch of log p(x|z) - KL(q(z|x) || N(0, I)), z the reparameterized draw, recomputed
     here with torch.distributions from the same random numbers; the decoder's logits are its p before the sigmoid."""
