@@ -36,9 +36,9 @@ from matplotlib.textpath import TextPath
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
-from hw5_utils import (App, Checkpointer, UserError, check_out_dir, check_seed, get_rng_state, load_checkpoint,
-                       load_run, load_weights, note, pick_device, progress, require, restore_training, save_array,
-                       save_figure, save_gif, saved_config, seed_everything, typed_options, write_metrics)
+from hw5_utils import (App, Checkpointer, UserError, check_new_run, check_out_dir, check_seed, get_rng_state,
+                       load_checkpoint, load_run, load_weights, note, pick_device, progress, require, restore_training,
+                       save_array, save_figure, save_gif, saved_config, seed_everything, typed_options, write_metrics)
 
 # ----------------------------------------------------------------------------------------------------
 # Hyperparameters (the command line's defaults)
@@ -530,12 +530,17 @@ def padded_bounds(points: Optional[torch.Tensor], margin: float = 0.08) -> tuple
 
 
 def data_axes(low: np.ndarray, high: np.ndarray, rows: int = 1, cols: int = 1, panel_width: float = 6.0):
-    """A figure of rows x cols panels with equal x/y units over the box low..high -> (fig, axes)."""
+    """A figure of rows x cols panels with equal x/y units over the box low..high, axes labelled x1 and x2 on the
+    outer panels -> (fig, axes)."""
     aspect = float(np.clip((high[1] - low[1]) / (high[0] - low[0]), 0.25, 1.5))
     fig, axes = plt.subplots(rows, cols, figsize=(cols * panel_width, rows * panel_width * aspect + 0.8),
                              squeeze=False, sharex=True, sharey=True, layout="constrained")
     for ax in axes.flat:
         ax.set(xlim=(low[0], high[0]), ylim=(low[1], high[1]), aspect="equal")
+    for ax in axes[-1]:
+        ax.set_xlabel("x1")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("x2")
     return fig, (axes[0, 0] if rows * cols == 1 else axes)
 
 
@@ -543,7 +548,7 @@ def plot_points(points: torch.Tensor, path: Path, title: str) -> Path:
     """Scatter one point set (the data) (N, 2)."""
     fig, ax = data_axes(*padded_bounds(points))
     ax.scatter(*points.cpu().T, s=3, color="tab:blue", rasterized=True)
-    ax.set(title=title, xlabel="x1", ylabel="x2")
+    ax.set_title(title)
     return save_figure(fig, path)
 
 
@@ -553,7 +558,7 @@ def plot_samples(samples: torch.Tensor, data: torch.Tensor, path: Path, title: s
     ax.scatter(*data.cpu().T, s=4, color="0.7", label="training data", rasterized=True)
     ax.scatter(*samples.cpu().T, s=1.5, color="tab:red", label="generated", rasterized=True)
     fig.legend(loc="outside lower center", ncols=2, markerscale=4)
-    ax.set(title=title, xlabel="x1", ylabel="x2")
+    ax.set_title(title)
     return save_figure(fig, path)
 
 
@@ -602,8 +607,7 @@ def plot_trajectories(trajectory: torch.Tensor, samples: torch.Tensor, levels: t
         ax.plot(*points.T, color=color, lw=0.8, alpha=0.7)
         ax.scatter(*points[:-1].T, s=np.linspace(2, 30, len(points) - 1), color=color, zorder=3)
         ax.plot(*points[-1], marker="*", ms=12, color=color, mec="black", mew=0.5, zorder=4)
-    ax.set(title=f"Paths of {count} samples: position after each noise level, ★ = final", xlabel="x1",
-           ylabel="x2")
+    ax.set_title(f"Paths of {count} samples: position after each noise level, ★ = final")
     return save_figure(fig, path)
 
 
@@ -674,12 +678,13 @@ def validate(cfg: Config) -> None:
 
 
 def run_training(cfg: Config, out_dir: Path, device: str = "auto", resume: bool = False,
-                 ignored_on_resume: Sequence[str] = ()) -> dict:
+                 ignored_on_resume: Sequence[str] = (), overwrite: bool = False) -> dict:
     """Train (or resume) a score model; write out_dir/model.pt, the data, loss and score-field figures.
 
     Everything the user gave is checked before anything in out_dir is written. Returns the final state.
     """
     out_dir = check_out_dir(out_dir)
+    check_new_run(out_dir / CHECKPOINT, resume, overwrite)
     dev = pick_device(device)
     saved = None
     if resume:
@@ -712,8 +717,7 @@ def run_training(cfg: Config, out_dir: Path, device: str = "auto", resume: bool 
                                                                f"of {cloud.name}"),
                plot_loss_curve(state["history"], out_dir / "loss_curve.png", cfg.sigma_weighted),
                draw_score_field(ScoreMatching(ema.module, sm.noise_levels), cloud.points, out_dir)]
-    note(f"figures: {', '.join(str(path) for path in figures)}; next: python hw5_diffusion.py sample "
-         f"--out-dir {shlex.quote(str(out_dir))}")
+    note(f"figures: {', '.join(str(path) for path in figures)}")
     return state
 
 
@@ -774,8 +778,9 @@ def generate(sm: ScoreMatching, n: int, iterations: int, lr: float, seed: int,
     center, reach = sm.scorenet.center.cpu(), 100 * sm.prior_spread().item()
     paths = [samples] if trajectory is None else [samples, trajectory]  # the trajectory is kept on the CPU
     farthest = torch.stack([(path.cpu() - center).norm(dim=-1).max() for path in paths]).max().item()  # NaN stays
-    require(farthest < reach, f"Langevin sampling diverged (points went {farthest:.3g} from the center, the prior's "
-                              f"spread is {reach / 100:.3g}) with step size ε = {lr:.3g}: lower --sampling-lr")
+    went = f"{farthest:.3g} from the center" if math.isfinite(farthest) else "to inf or NaN"
+    require(farthest < reach, f"Langevin sampling diverged (points went {went}, the prior's spread is "
+                              f"{reach / 100:.3g}) with step size ε = {lr:.3g}: lower --sampling-lr")
     return samples.cpu(), trajectory
 
 
@@ -823,7 +828,7 @@ def run_sampling(out_dir: Path, n_samples: int = 2000, iterations: int = SAMPLIN
     check_sampling_options(n_samples, iterations, lr)
     if not (out_dir / CHECKPOINT).exists():
         note(f"no checkpoint at {out_dir / CHECKPOINT}: training one with the default settings first "
-             f"(about a minute; or run `{train_hint(out_dir)}` with your own settings)")
+             f"(under a minute; or run `{train_hint(out_dir)}` with your own settings)")
         run_training(Config(), out_dir, device)
     sm, state, cloud = restore(out_dir, device)
     lr, seed = sampling_defaults(sm, state, lr, seed)
@@ -877,14 +882,18 @@ def train(ctx: typer.Context, iterations: Optional[int] = typer.Option(None, min
                                                                           "--no-sigma-weighted: the handout's."),
           hidden_units: int = typer.Option(Config.hidden_units, min=1),
           out_dir: Path = OUT_DIR, seed: int = Config.seed, device: str = DEVICE,
-          resume: bool = typer.Option(False, help="Continue the run saved in --out-dir, with its saved settings.")
+          resume: bool = typer.Option(False, help="Continue the run saved in --out-dir, with its saved settings."),
+          overwrite: bool = typer.Option(False, help="Start a new run even if --out-dir holds one (replaced when the "
+                                                         "new run first saves).")
           ) -> None:
     """Train the score model; save model.pt and the data, loss-curve and score-field figures in --out-dir."""
     iterations = iterations or (0 if resume else Config.iterations)  # 0: the saved run's total
     cfg = Config(dataset=dataset, data=str(data) if data else None, n_points=n_points, iterations=iterations,
                  batch_size=batch_size, lr=lr, sigma_max=sigma_max, sigma_min=sigma_min, num_levels=num_levels,
                  sigma_weighted=sigma_weighted, hidden_units=hidden_units, seed=seed)
-    run_training(cfg, out_dir, device, resume, ignored_on_resume=typed_options(ctx, but=OPTIONS_RESUME_USES))
+    run_training(cfg, out_dir, device, resume, ignored_on_resume=typed_options(ctx, but=OPTIONS_RESUME_USES),
+                 overwrite=overwrite)
+    note(f"next: python hw5_diffusion.py sample --out-dir {shlex.quote(str(out_dir))}")
 
 
 @app.command()

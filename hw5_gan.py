@@ -26,12 +26,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import typer
+from matplotlib.ticker import MaxNLocator
 from PIL import Image, ImageDraw
 from torch import nn
 from torchvision.utils import make_grid
 
-from hw5_utils import (App, Checkpointer, MNIST, UserError, check_out_dir, check_seed, get_rng_state, judge_digits,
-                       load_checkpoint, load_judge, load_mnist, load_run, load_weights, note, pick_device,
+from hw5_utils import (App, Checkpointer, MNIST, UserError, check_new_run, check_out_dir, check_seed, get_rng_state,
+                       judge_digits, load_checkpoint, load_judge, load_mnist, load_run, load_weights, note, pick_device,
                        plot_image_grid, progress, require, restore_training, save_figure, save_gif, saved_config,
                        seed_everything, typed_options, write_metrics)
 
@@ -243,7 +244,7 @@ class GAN:
         metrics.json to out_dir; returns the metrics."""
         cfg = Config(zdim=self._zdim, arch=self.arch, loss=self.loss, epochs=n_epochs, batch_size=batch_size,
                      lr=lr, iter_d=iter_d, iter_g=iter_g, data=str(data) if data else None, seed=self.seed)
-        return run_training(cfg, Path(out_dir), self._dev, gan=self)
+        return run_training(cfg, Path(out_dir), self._dev, gan=self, overwrite=True)  # each call trains afresh
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -391,6 +392,7 @@ def plot_d_outputs(history: dict, path: Path) -> Path:
 def _save_epoch_plot(fig: plt.Figure, ax: plt.Axes, ylabel: str, title: str, path: Path) -> Path:
     """Label a plot against epochs (grid, legend) and save it as a PNG."""
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 1.5 on short runs
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
@@ -465,13 +467,14 @@ def evaluate_and_save(gan: GAN, state: dict, out_dir: Path, data: Path | str | N
 
 
 def run_training(cfg: Config, out_dir: Path, device: str | torch.device = "auto", resume: bool = False,
-                 gan: GAN | None = None, ignored_on_resume: Sequence[str] = ()) -> dict:
+                 gan: GAN | None = None, ignored_on_resume: Sequence[str] = (), overwrite: bool = False) -> dict:
     """Train (or resume) a GAN, then write out_dir/gan.pt, the figures and metrics.json; returns the metrics.
 
     gan: networks to train (GAN.train passes itself); by default new ones from cfg. Everything the user gave
     is checked before anything in out_dir is written.
     """
     out_dir = check_out_dir(out_dir)
+    check_new_run(out_dir / CHECKPOINT, resume, overwrite)
     dev = pick_device(device) if isinstance(device, str) else device
     saved = None
     if resume:
@@ -503,9 +506,10 @@ def run_training(cfg: Config, out_dir: Path, device: str | torch.device = "auto"
     checkpointer = Checkpointer(out_dir / CHECKPOINT, f"{train_hint(out_dir)} --resume --epochs {cfg.epochs}",
                                 state=saved)
     state = fit(gan, opt_gen, opt_disc, images, cfg, checkpointer, state, out_dir)
-    figures = make_figures(state, images, cfg, out_dir)
-    note(f"figures: {', '.join(str(path) for path in figures)} and the test_<epoch>.png grids")
-    return evaluate_and_save(gan, state, out_dir, cfg.data)
+    with checkpointer.guard():  # Ctrl-C from here on: the printed resume command redoes the figures and metrics
+        figures = make_figures(state, images, cfg, out_dir)
+        note(f"figures: {', '.join(str(path) for path in figures)} and the test_<epoch>.png grids")
+        return evaluate_and_save(gan, state, out_dir, cfg.data)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -532,13 +536,16 @@ def train(ctx: typer.Context, epochs: Optional[int] = typer.Option(None, min=1, 
           iter_g: int = typer.Option(1, min=1, help="Generator steps per batch."),
           train_size: int = typer.Option(0, min=0, help="Use the first N training images; 0 = all."),
           data: Optional[Path] = DATA, out_dir: Path = OUT_DIR, seed: int = 2, device: str = DEVICE,
-          resume: bool = typer.Option(False, help="Continue the run saved in --out-dir, with its saved settings.")
+          resume: bool = typer.Option(False, help="Continue the run saved in --out-dir, with its saved settings."),
+          overwrite: bool = typer.Option(False, help="Start a new run even if --out-dir holds one (replaced when the "
+                                                         "new run first saves).")
           ) -> None:
     """Train the GAN, then save gan.pt, the figures and metrics.json in --out-dir."""
     epochs = epochs or (0 if resume else Config.epochs)  # 0: the saved run's total
     cfg = Config(zdim=zdim, arch=arch, loss=loss, epochs=epochs, batch_size=batch_size, lr=lr, iter_d=iter_d,
                  iter_g=iter_g, train_size=train_size, data=str(data) if data else None, seed=seed)
-    run_training(cfg, out_dir, device, resume, ignored_on_resume=typed_options(ctx, but=OPTIONS_RESUME_USES))
+    run_training(cfg, out_dir, device, resume, ignored_on_resume=typed_options(ctx, but=OPTIONS_RESUME_USES),
+                 overwrite=overwrite)
 
 
 @app.command()

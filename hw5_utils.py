@@ -98,6 +98,10 @@ class App(typer.Typer):
                 except UserError as error:
                     typer.echo(f"Error: {error}", err=True)
                     raise typer.Exit(2) from None
+                except KeyboardInterrupt as interrupt:  # Ctrl-C: exit 130 without a traceback
+                    if not getattr(interrupt, "reported", False):  # a Checkpointer has said what it saved
+                        typer.echo("\nInterrupted.", err=True)
+                    raise typer.Exit(130) from None
 
             register(reporting_user_errors)
             return fn
@@ -208,6 +212,15 @@ def check_out_dir(out_dir: Path) -> Path:
     require(os.access(nearest, os.W_OK | os.X_OK), f"--out-dir {out_dir}: cannot write in {nearest}; "
                                                    f"pass a folder you can write to")
     return out_dir
+
+
+def check_new_run(checkpoint: Path, resume: bool, overwrite: bool) -> None:
+    """Keep a saved run from being replaced by accident: training into a folder that holds one needs --resume (to
+    continue it) or --overwrite (to start over); a one-line `UserError` otherwise."""
+    require(not (resume and overwrite), "--resume continues the saved run and --overwrite replaces it: pass one")
+    require(resume or overwrite or not Path(checkpoint).exists(),
+            f"{checkpoint} holds an earlier run: continue it with --resume, start over with --overwrite, "
+            f"or pass another --out-dir")
 
 
 def save_checkpoint(state: dict, path: Path) -> None:
@@ -393,7 +406,8 @@ class Checkpointer:
     def guard(self):
         try:
             yield self
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as interrupt:
+            interrupt.reported = True  # App prints nothing more
             self.save()
             if self.state is not None:
                 note(f"\nInterrupted. Saved {self.path} after {self.unit} {self.state[self.unit]}; resume with:\n"
@@ -452,8 +466,11 @@ def _read_npz(path: Path) -> tuple[np.ndarray, ...]:
     return arrays
 
 
-def _read_torchvision(root: Path) -> tuple[np.ndarray, ...]:
-    """A torchvision MNIST root (downloading into it when online) -> (x_train, y_train, x_test, y_test)."""
+def _read_torchvision(root: Path, origin: str = "") -> tuple[np.ndarray, ...]:
+    """A torchvision MNIST root (downloading into it when online) -> (x_train, y_train, x_test, y_test).
+
+    origin: where the root came from, for the error message (e.g. " (from $HW5_MNIST)").
+    """
     from torchvision.datasets import MNIST as TorchvisionMNIST
 
     # the outermost folder torchvision will create, removed again if the download fails
@@ -463,9 +480,10 @@ def _read_torchvision(root: Path) -> tuple[np.ndarray, ...]:
     except Exception as error:
         if created is not None:  # leave no empty folders behind
             shutil.rmtree(created, ignore_errors=True)
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:100]
+        reason = " ".join(str(error).split()) or type(error).__name__  # one line
+        reason = reason if len(reason) <= 160 else reason[:160].rsplit(" ", 1)[0] + " …"
         raise UserError(
-            f"MNIST is not in {root}/MNIST/raw and could not be downloaded ({reason}). Put the four MNIST .gz "
+            f"MNIST is not in {root}/MNIST/raw{origin} and could not be downloaded ({reason}). Put the four MNIST .gz "
             f"files there, or pass --data FILE.npz (a Keras-layout file, e.g. ../shared/data/mnist10k.npz), "
             f"or set {MNIST_ENV}") from None
     return train.data.numpy(), train.targets.numpy(), test.data.numpy(), test.targets.numpy()
@@ -487,12 +505,13 @@ def load_mnist(source: Path | str | None = None, train_size: int = 10000, binari
     require(binarize in BINARIZATIONS, f"unknown binarization '{binarize}': use {', '.join(BINARIZATIONS)}")
     require(train_size >= 0, f"--train-size must be >= 0 (0 = all), got {train_size}")
     path = Path(source) if source is not None else default_mnist_source()
+    origin = f" (from ${MNIST_ENV})" if source is None and os.environ.get(MNIST_ENV) else ""
     if path.is_file() or path.suffix.lower() == ".npz":  # a torchvision root is a folder
-        require(path.is_file(), f"no data file {path}: pass --data with a Keras-layout .npz or a torchvision "
-                                f"MNIST folder, or set {MNIST_ENV}")
+        require(path.is_file(), f"no data file {path}{origin}: pass --data with a Keras-layout .npz or a "
+                                f"torchvision MNIST folder, or set {MNIST_ENV}")
         x_train, y_train, x_test, y_test = _read_npz(path)
     else:
-        x_train, y_train, x_test, y_test = _read_torchvision(path)
+        x_train, y_train, x_test, y_test = _read_torchvision(path, origin)
     if train_size > len(x_train):
         note(f"note: {path} has {len(x_train)} training images, fewer than --train-size {train_size}; using all")
     if train_size:

@@ -25,10 +25,11 @@ from typing import Literal, Optional, Sequence
 import matplotlib.pyplot as plt
 import torch
 import typer
+from matplotlib.ticker import MaxNLocator
 from torch import nn
 
-from hw5_utils import (App, Checkpointer, MNIST, UserError, check_out_dir, check_seed, get_rng_state, judge_digits,
-                       load_checkpoint, load_judge, load_mnist, load_run, load_weights, note, pick_device,
+from hw5_utils import (App, Checkpointer, MNIST, UserError, check_new_run, check_out_dir, check_seed, get_rng_state,
+                       judge_digits, load_checkpoint, load_judge, load_mnist, load_run, load_weights, note, pick_device,
                        plot_image_grid, progress, require, restore_training, save_figure, saved_config, seed_everything,
                        typed_options, write_metrics)
 
@@ -371,6 +372,7 @@ def plot_learning_curve(history: dict, path: Path) -> Path:
     ax.plot(epochs, history.get("train_elbo", []), label="train (binarized as trained)")
     ax.plot(epochs, history.get("test_elbo", []), label="test (rounded)")
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 1.5 on short runs
     ax.set_ylabel("ELBO (nats per image)")
     ax.set_title("VAE learning curve")
     if len(epochs) > 10:
@@ -453,12 +455,13 @@ def evaluate_and_save(vae: VAE, data: MNIST, state: dict, out_dir: Path, iw_samp
 
 
 def run_training(cfg: Config, out_dir: Path, device: str = "auto", resume: bool = False,
-                 iw_samples: int = 1000, ignored_on_resume: Sequence[str] = ()) -> dict:
+                 iw_samples: int = 1000, ignored_on_resume: Sequence[str] = (), overwrite: bool = False) -> dict:
     """Train (or resume) a VAE, then write out_dir/vae.pt, the figures and metrics.json; returns the metrics.
 
     Everything the user gave is checked before anything in out_dir is written.
     """
     out_dir = check_out_dir(out_dir)
+    check_new_run(out_dir / CHECKPOINT, resume, overwrite)
     dev = pick_device(device)
     require(0 < cfg.lr < math.inf, f"--lr must be a positive number, got {cfg.lr}")
     saved = None
@@ -480,12 +483,13 @@ def run_training(cfg: Config, out_dir: Path, device: str = "auto", resume: bool 
         state = saved
     note(f"training on {len(data.train_images)} images from {data.source} ({cfg.binarize} binarization), "
          f"device {dev}, out-dir {out_dir}")
-    checkpointer = Checkpointer(out_dir / CHECKPOINT, f"{train_hint(out_dir)} --resume --epochs {cfg.epochs}",
-                                state=saved)
+    checkpointer = Checkpointer(out_dir / CHECKPOINT, f"{train_hint(out_dir)} --resume --epochs {cfg.epochs} "
+                                                      f"--iw-samples {iw_samples}", state=saved)
     state = fit(vae, optimizer, data, cfg, checkpointer, state)
-    figures = make_figures(vae, data, state["history"], out_dir, cfg.seed)
-    note(f"figures: {', '.join(str(path) for path in figures)}")
-    return evaluate_and_save(vae, data, state, out_dir, iw_samples)
+    with checkpointer.guard():  # Ctrl-C from here on: the printed resume command redoes the figures and metrics
+        figures = make_figures(vae, data, state["history"], out_dir, cfg.seed)
+        note(f"figures: {', '.join(str(path) for path in figures)}")
+        return evaluate_and_save(vae, data, state, out_dir, iw_samples)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -514,13 +518,15 @@ def train(ctx: typer.Context, epochs: Optional[int] = typer.Option(None, min=1, 
               "dynamic", help="dynamic: a fresh Bernoulli draw of every image each epoch; round: fixed rounding."),
           data: Optional[Path] = DATA, out_dir: Path = OUT_DIR, seed: int = 1234, device: str = DEVICE,
           resume: bool = typer.Option(False, help="Continue the run saved in --out-dir, with its saved settings."),
+          overwrite: bool = typer.Option(False, help="Start a new run even if --out-dir holds one (replaced when the "
+                                                         "new run first saves)."),
           iw_samples: int = IW_SAMPLES) -> None:
     """Train the VAE, then save vae.pt, the figures and metrics.json in --out-dir."""
     epochs = epochs or (0 if resume else Config.epochs)  # 0: the saved run's total
     cfg = Config(latent_dim=latent_dim, hidden_units=hidden_units, epochs=epochs, batch_size=batch_size, lr=lr, kl=kl,
                  train_size=train_size, binarize=binarize, data=str(data) if data else None, seed=seed)
     run_training(cfg, out_dir, device, resume, iw_samples,
-                 ignored_on_resume=typed_options(ctx, but=OPTIONS_RESUME_USES))
+                 ignored_on_resume=typed_options(ctx, but=OPTIONS_RESUME_USES), overwrite=overwrite)
 
 
 @app.command()

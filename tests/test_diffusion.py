@@ -610,6 +610,8 @@ def test_cli_bad_inputs_fail_in_one_line_and_keep_the_model(run, bad_files, args
     out.mkdir()
     (out / "model.pt").write_bytes(b"an earlier model")
     args = [bad_files / arg if arg.endswith(".npy") else arg for arg in args]
+    if args[0] == "train":
+        args.append("--overwrite")  # even a run allowed to replace the model keeps it on bad input
     assert_one_line_error(run(*args, "--out-dir", out), fragment)
     assert (out / "model.pt").read_bytes() == b"an earlier model"
     assert sorted(path.name for path in out.iterdir()) == ["model.pt"]

@@ -456,6 +456,8 @@ def test_gan_cli_bad_input_is_one_line_exit_2_nothing_overwritten(hw5_gan, train
             for arg in args]
     if "--out-dir" not in args:
         args += ["--out-dir", str(out_dir)]
+    if args[0] == "train" and "--resume" not in args:
+        args.append("--overwrite")  # even a run allowed to replace the saved one keeps it on bad input
     result = cli.invoke(hw5_gan.app, args)
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith("Error: ") and message in result.stderr

@@ -96,13 +96,14 @@ def test_offline_torchvision_root_gives_one_clear_error_and_leaves_nothing(tmp_p
 
     def no_network(self):
         Path(self.raw_folder).mkdir(parents=True, exist_ok=True)  # as torchvision's download does first
-        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://example.org/mnist/, got:\n"
+                           "<urlopen error [Errno -2] Name or service not known>\n")  # torchvision's layout
 
     monkeypatch.setattr(MNIST, "download", no_network)
     root = tmp_path / "data"
     with pytest.raises(UserError, match="could not be downloaded.*--data") as error:
         hw5_utils.load_mnist(root)
-    assert "\n" not in str(error.value)
+    assert "\n" not in str(error.value) and "got: <urlopen error [Errno -2]" in str(error.value)  # the cause
     assert not root.exists()
     mine = tmp_path / "mine"  # a folder the user already had: left as it was, with no MNIST/raw inside
     mine.mkdir()
@@ -114,6 +115,8 @@ def test_offline_torchvision_root_gives_one_clear_error_and_leaves_nothing(tmp_p
 def test_default_source_follows_the_environment_variable(monkeypatch, tmp_path):
     monkeypatch.setenv(hw5_utils.MNIST_ENV, str(tmp_path / "mine.npz"))
     assert hw5_utils.default_mnist_source() == tmp_path / "mine.npz"
+    with pytest.raises(UserError, match=r"no data file .*mine\.npz \(from \$HW5_MNIST\)"):  # says where it came from
+        hw5_utils.load_mnist()
     monkeypatch.delenv(hw5_utils.MNIST_ENV)
     expected = hw5_utils.SHARED_MNIST if hw5_utils.SHARED_MNIST.exists() else hw5_utils.Path("data")
     assert hw5_utils.default_mnist_source() == expected
@@ -250,6 +253,29 @@ def test_app_reports_usage_errors_in_one_line_and_shows_help_without_arguments(c
     no_arguments = cli.invoke(app, [])
     assert "A test app." in no_arguments.output and "Error" not in no_arguments.output
     assert cli.invoke(app, ["train", "--help"]).exit_code == 0
+
+
+def test_app_ctrl_c_exits_130_with_one_line_said_once(cli, tmp_path):
+    """Ctrl-C outside a training loop: 'Interrupted.' and exit 130, no traceback; inside one, the Checkpointer's
+    own message (what it saved, the resume command) is the only one."""
+    app = hw5_utils.App(help="A test app.")
+
+    @app.command()
+    def load() -> None:
+        raise KeyboardInterrupt  # e.g. while reading the data
+
+    @app.command()
+    def train() -> None:
+        checkpointer = hw5_utils.Checkpointer(tmp_path / "ck.pt", "python x.py train --resume")
+        with checkpointer.guard():
+            checkpointer.snapshot({"epoch": 1})
+            raise KeyboardInterrupt
+
+    result = cli.invoke(app, ["load"])
+    assert result.exit_code == 130 and result.stderr.strip() == "Interrupted." and "Traceback" not in result.output
+    result = cli.invoke(app, ["train"])
+    assert result.exit_code == 130 and "python x.py train --resume" in result.stderr
+    assert "Interrupted." not in result.stderr.replace("Interrupted. Saved", "")  # said once, by the Checkpointer
 
 
 def test_write_metrics_is_json(tmp_path):

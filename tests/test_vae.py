@@ -737,10 +737,31 @@ def test_bad_input_never_touches_existing_outputs(hw5_vae, cli, tmp_path, cli_ru
     _, trained_dir = cli_run
     before = {path.name: path.read_bytes() for path in trained_dir.iterdir()}
     corrupt = bad_files(tmp_path)["corrupt"]
-    for args in (["train", "--device", "tpu"], ["train", "--data", str(corrupt)], ["plot", "--data", str(corrupt)],
-                 ["evaluate", "--data", str(corrupt)], ["train", "--resume", "--lr", "1", "--data", str(corrupt)]):
+    for args in (["train", "--overwrite", "--device", "tpu"], ["train", "--overwrite", "--data", str(corrupt)],
+                 ["plot", "--data", str(corrupt)], ["evaluate", "--data", str(corrupt)],
+                 ["train", "--resume", "--lr", "1", "--data", str(corrupt)]):
         assert_one_line_error(cli.invoke(hw5_vae.app, [*args, "--out-dir", str(trained_dir)]))
     assert {path.name: path.read_bytes() for path in trained_dir.iterdir()} == before
+
+
+def test_train_never_replaces_a_saved_run_by_accident(hw5_vae, cli, tmp_path, cli_run, mnist_path):
+    """A plain `train` into a folder that holds a run stops with a one-line error and touches nothing; --resume
+    continues it (tested above), --overwrite starts over, and the two together contradict each other."""
+    _, trained_dir = cli_run
+    before = {path.name: path.read_bytes() for path in trained_dir.iterdir()}
+    short = ["--epochs", "1", "--train-size", "200", "--iw-samples", "5", "--data", str(mnist_path), "--device", "cpu"]
+    result = cli.invoke(hw5_vae.app, ["train", *short, "--out-dir", str(trained_dir)])
+    assert_one_line_error(result)
+    assert "holds an earlier run" in result.stderr and "--overwrite" in result.stderr
+    result = cli.invoke(hw5_vae.app, ["train", "--resume", "--overwrite", "--out-dir", str(trained_dir)])
+    assert_one_line_error(result)
+    assert "pass one" in result.stderr
+    assert {path.name: path.read_bytes() for path in trained_dir.iterdir()} == before
+    copy = tmp_path / "copy"
+    shutil.copytree(trained_dir, copy)
+    result = cli.invoke(hw5_vae.app, ["train", *short, "--overwrite", "--out-dir", str(copy)])
+    assert result.exit_code == 0, result.output
+    assert torch.load(copy / "vae.pt", weights_only=True)["epoch"] == 1  # the new run's (the old one trained 2)
 
 
 def test_real_ctrl_c_in_a_subprocess_saves_and_prints_the_resume_command(hw5_vae, mnist_path, tmp_path):
@@ -758,5 +779,5 @@ def test_real_ctrl_c_in_a_subprocess_saves_and_prints_the_resume_command(hw5_vae
         assert process.wait(timeout=60) == 130
     message = log.read_text()
     assert "Traceback" not in message
-    assert f"python hw5_vae.py train --out-dir {tmp_path} --resume --epochs 100000" in message
+    assert f"python hw5_vae.py train --out-dir {tmp_path} --resume --epochs 100000 --iw-samples 1000" in message
     assert torch.load(tmp_path / "vae.pt", weights_only=True)["epoch"] >= 1
