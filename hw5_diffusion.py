@@ -67,7 +67,7 @@ class Config:
 CHECKPOINT = "model.pt"
 CHECKPOINT_KEYS = ("model", "config", "noise_levels", "data")
 RESUME_KEYS = ("online_model", "ema_count", "optimizer", "iteration", "history", "rng", "train_seconds")
-OPTIONS_RESUME_USES = ("iterations", "out_dir", "device", "resume")  # others typed with --resume get a note
+OPTIONS_RESUME_USES = ("iterations", "out_dir", "device", "resume", "overwrite")  # others typed get a note
 WARMUP_ITERATIONS = 100
 SNAPSHOT_EVERY = 100                    # iterations between in-memory checkpoints (Ctrl-C loses at most these)
 SIGMA_MIN_FRACTION = 0.01               # default σ_min, as a fraction of the data's spread
@@ -726,7 +726,7 @@ def saved_cloud(cfg: Config, state: dict) -> PointCloud:
     built-in set."""
     if cfg.data:
         return PointCloud(cfg.data, state["data"])
-    require(cfg.dataset in DATASETS, f"the checkpoint names an unknown dataset {cfg.dataset!r}: train again")
+    require(cfg.dataset in DATASETS, f"the checkpoint names an unknown dataset {cfg.dataset!r}: train again with --overwrite")
     return PointCloud(cfg.dataset, state["data"], DATASETS[cfg.dataset])
 
 
@@ -740,8 +740,8 @@ def restore(out_dir: Path, device: str = "auto") -> tuple[ScoreMatching, dict, P
         levels = torch.as_tensor(state["noise_levels"], dtype=torch.float32).flatten()
         points = torch.as_tensor(state["data"], dtype=torch.float32)
     except (TypeError, ValueError, RuntimeError):
-        raise UserError(f"{path} has unusable noise levels or data: train again") from None
-    require(len(levels) >= 1 and bool((levels > 0).all()), f"{path} has invalid noise levels: train again")
+        raise UserError(f"{path} has unusable noise levels or data: train again with --overwrite") from None
+    require(len(levels) >= 1 and bool((levels > 0).all()), f"{path} has invalid noise levels: train again with --overwrite")
     scorenet = build_model(cfg, points)
     load_weights(scorenet, state["model"], path)
     scorenet.eval()

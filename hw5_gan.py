@@ -61,7 +61,7 @@ ADAM_BETAS = {"course": (0.9, 0.999), "dcgan": (0.5, 0.999)}  # the course's Ada
 DCGAN_WIDTH = 64       # channels of the DCGAN pair's first (D) and last (G) hidden layer
 CHECKPOINT = "gan.pt"
 CHECKPOINT_KEYS = ("gen", "disc", "config")
-OPTIONS_RESUME_USES = ("epochs", "data", "out_dir", "device", "resume")  # others typed with --resume get a note
+OPTIONS_RESUME_USES = ("epochs", "data", "out_dir", "device", "resume", "overwrite")  # others typed get a note
 GRID_EVERY = 10        # the course's test_{epoch}.png: at epoch 0 and every 10 epochs (and the last)
 N_FIXED = 64           # fixed noise vectors: the 8x8 grids and the progression GIF
 EVAL_SAMPLES = 2000    # generated digits scored by the judge (against as many real test digits)
@@ -239,12 +239,13 @@ class GAN:
         return images
 
     def train(self, iter_d: int = 1, iter_g: int = 1, n_epochs: int = 100, batch_size: int = 256, lr: float = 2e-4,
-              out_dir: Path | str = "outputs/gan", data: Path | str | None = None) -> dict:
+              out_dir: Path | str = "outputs/gan", data: Path | str | None = None, overwrite: bool = False) -> dict:
         """The course's entry point: train these networks on MNIST, write the figures, checkpoint and
-        metrics.json to out_dir; returns the metrics."""
+        metrics.json to out_dir; returns the metrics. A run already saved in out_dir is replaced only with
+        overwrite=True (otherwise a one-line `UserError`)."""
         cfg = Config(zdim=self._zdim, arch=self.arch, loss=self.loss, epochs=n_epochs, batch_size=batch_size,
                      lr=lr, iter_d=iter_d, iter_g=iter_g, data=str(data) if data else None, seed=self.seed)
-        return run_training(cfg, Path(out_dir), self._dev, gan=self, overwrite=True)  # each call trains afresh
+        return run_training(cfg, Path(out_dir), self._dev, gan=self, overwrite=overwrite)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -442,7 +443,7 @@ def restore(out_dir: Path, device: str = "auto") -> tuple[GAN, dict]:
     try:
         gan = GAN(cfg.zdim, cfg.arch, cfg.loss, dev, cfg.seed)
     except (RuntimeError, UserError):  # e.g. a negative size, an unknown arch
-        raise UserError(f"{path} has an unusable config {state['config']!r}: train again") from None
+        raise UserError(f"{path} has an unusable config {state['config']!r}: train again with --overwrite") from None
     load_weights(gan.gen, state["gen"], path)
     load_weights(gan.disc, state["disc"], path)
     return gan, state

@@ -241,10 +241,10 @@ def load_checkpoint(path: Path, required: Iterable[str], train_hint: str) -> dic
             warnings.simplefilter("ignore")
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a corrupt file
-        raise UserError(f"cannot read checkpoint {path} ({type(error).__name__}): delete it and train again") from None
+        raise UserError(f"cannot read checkpoint {path} ({type(error).__name__}): train again with --overwrite") from None
     missing = [key for key in required if not isinstance(state, dict) or key not in state]
     require(not missing, f"{path} is not a checkpoint of this script (missing {', '.join(missing)}): "
-                         f"train one with `{train_hint}`")
+                         f"train one with `{train_hint} --overwrite`")
     return state
 
 
@@ -270,7 +270,7 @@ def saved_config(config_type: type, checkpoint: dict, path: Path, **given):
     `UserError`.
     """
     unusable = f"{path} has an unusable config"
-    again = "train again without --resume" if given else "train again"  # options given again: a --resume
+    again = "train again with --overwrite"  # a new run in its place
     try:
         config = config_type(**{**checkpoint["config"], **{key: value for key, value in given.items() if value}})
     except TypeError:
@@ -303,7 +303,7 @@ def load_weights(module: torch.nn.Module, weights: dict, path: Path) -> None:
     except (RuntimeError, KeyError, TypeError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(f"checkpoint {path} does not match this model's architecture ({first_line}); "
-                        f"train again or pass the --out-dir it was trained in") from None
+                        f"train again with --overwrite or pass the --out-dir it was trained in") from None
 
 
 def restore_training(saved: dict, path: Path, modules: dict, optimizers: dict, done: int, total: int,
@@ -400,7 +400,7 @@ class Checkpointer:
             self.save()
             kept = f"kept the last good checkpoint {self.path} ({self.unit} {self.state[self.unit]})" if self.state \
                 else "no good state to keep"
-            raise UserError(f"the loss became {loss} in {self.unit} {epoch + 1}; {kept}. Lower --lr and train again")
+            raise UserError(f"the loss became {loss} in {self.unit} {epoch + 1}; {kept}. Lower --lr and train again with --overwrite")
 
     @contextlib.contextmanager
     def guard(self):

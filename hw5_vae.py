@@ -54,7 +54,7 @@ class Config:
 
 CHECKPOINT = "vae.pt"
 CHECKPOINT_KEYS = ("encoder", "decoder", "config")
-OPTIONS_RESUME_USES = ("epochs", "data", "out_dir", "device", "resume", "iw_samples")  # others typed get a note
+OPTIONS_RESUME_USES = ("epochs", "data", "out_dir", "device", "resume", "iw_samples", "overwrite")  # others: a note
 INTERPOLATION_PAIRS = ((0, 1), (2, 7), (3, 6))  # (from digit, to digit) for the 2.e.iii figure
 ALPHAS = [k / 10 for k in range(11)]            # alpha = 0, 0.1, ..., 1
 
@@ -420,7 +420,7 @@ def restore(out_dir: Path, data: Path | str | None = None, device: str = "auto")
     try:
         vae = VAE(cfg.latent_dim, cfg.hidden_units, cfg.data_dim)
     except RuntimeError:  # e.g. a negative size
-        raise UserError(f"{path} has an unusable config {state['config']!r}: train again") from None
+        raise UserError(f"{path} has an unusable config {state['config']!r}: train again with --overwrite") from None
     load_weights(vae.encoder, state["encoder"], path)
     load_weights(vae.decoder, state["decoder"], path)
     mnist = load_mnist(data or cfg.data, cfg.train_size, cfg.binarize, dev)

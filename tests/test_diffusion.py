@@ -617,6 +617,13 @@ def test_cli_bad_inputs_fail_in_one_line_and_keep_the_model(run, bad_files, args
     assert sorted(path.name for path in out.iterdir()) == ["model.pt"]
 
 
+def test_cli_train_never_replaces_a_saved_model_by_accident(run, tmp_path):
+    (tmp_path / "model.pt").write_bytes(b"an earlier model")
+    assert_one_line_error(run("train", "--out-dir", tmp_path), "holds an earlier run")
+    assert_one_line_error(run("train", "--resume", "--overwrite", "--out-dir", tmp_path), "pass one")
+    assert (tmp_path / "model.pt").read_bytes() == b"an earlier model"
+
+
 def test_cli_needs_a_readable_checkpoint(hw5_diffusion, run, tmp_path):
     assert_one_line_error(run("evaluate", "--out-dir", tmp_path), "no checkpoint")
     (tmp_path / "model.pt").write_bytes(b"garbage")

@@ -425,6 +425,18 @@ def other_arch(out_dir: Path) -> None:
     torch.save(state, out_dir / "gan.pt")
 
 
+def test_gan_train_never_replaces_a_saved_run_by_accident(hw5_gan, trained_dir, tmp_path, cli):
+    """The command line and the course's GAN.train both stop before a folder that holds a run, touching nothing."""
+    out_dir = tmp_path / "run"
+    shutil.copytree(trained_dir, out_dir)
+    before = files_digest(out_dir)
+    result = cli.invoke(hw5_gan.app, ["train", "--epochs", "1", "--out-dir", str(out_dir)])
+    assert result.exit_code == 2 and "holds an earlier run" in result.stderr, result.output
+    with pytest.raises(hw5_utils.UserError, match="holds an earlier run"):
+        hw5_gan.GAN().train(n_epochs=1, out_dir=out_dir)
+    assert files_digest(out_dir) == before
+
+
 @pytest.mark.parametrize("args, prepare, message", [
     (["train", "--lr", "0"], None, "--lr must be a positive number"),
     (["train", "--lr", "inf"], None, "--lr must be a positive number"),

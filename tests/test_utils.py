@@ -213,10 +213,9 @@ def test_saved_config_rebuilds_the_run_and_names_a_mistyped_value(tmp_path):
         with pytest.raises(UserError, match=rf"run.pt has an unusable config \({field}={value!r}\)"):
             hw5_utils.saved_config(RunConfig, {"config": {**saved["config"], field: value}}, path)
     older = {"config": {"an_older_setting": 1}}
-    with pytest.raises(UserError, match="run.pt has an unusable config: train again$"):  # for plot, evaluate, ...
-        hw5_utils.saved_config(RunConfig, older, path)
-    with pytest.raises(UserError, match="run.pt has an unusable config: train again without --resume$"):
-        hw5_utils.saved_config(RunConfig, older, path, epochs=None)  # options given again: a --resume
+    for given in ({}, {"epochs": None}):  # plot, evaluate, ... and --resume: a new run in its place
+        with pytest.raises(UserError, match="run.pt has an unusable config: train again with --overwrite$"):
+            hw5_utils.saved_config(RunConfig, older, path, **given)
 
 
 def test_check_out_dir_rejects_files_before_any_work(tmp_path, monkeypatch):
