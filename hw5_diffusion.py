@@ -726,7 +726,8 @@ def saved_cloud(cfg: Config, state: dict) -> PointCloud:
     built-in set."""
     if cfg.data:
         return PointCloud(cfg.data, state["data"])
-    require(cfg.dataset in DATASETS, f"the checkpoint names an unknown dataset {cfg.dataset!r}: train again with --overwrite")
+    require(cfg.dataset in DATASETS,
+            f"the checkpoint names an unknown dataset {cfg.dataset!r}: train again with --overwrite")
     return PointCloud(cfg.dataset, state["data"], DATASETS[cfg.dataset])
 
 
@@ -741,7 +742,8 @@ def restore(out_dir: Path, device: str = "auto") -> tuple[ScoreMatching, dict, P
         points = torch.as_tensor(state["data"], dtype=torch.float32)
     except (TypeError, ValueError, RuntimeError):
         raise UserError(f"{path} has unusable noise levels or data: train again with --overwrite") from None
-    require(len(levels) >= 1 and bool((levels > 0).all()), f"{path} has invalid noise levels: train again with --overwrite")
+    require(len(levels) >= 1 and bool((levels > 0).all()),
+            f"{path} has invalid noise levels: train again with --overwrite")
     scorenet = build_model(cfg, points)
     load_weights(scorenet, state["model"], path)
     scorenet.eval()

@@ -241,7 +241,8 @@ def load_checkpoint(path: Path, required: Iterable[str], train_hint: str) -> dic
             warnings.simplefilter("ignore")
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a corrupt file
-        raise UserError(f"cannot read checkpoint {path} ({type(error).__name__}): train again with --overwrite") from None
+        raise UserError(f"cannot read checkpoint {path} ({type(error).__name__}): "
+                        f"train again with --overwrite") from None
     missing = [key for key in required if not isinstance(state, dict) or key not in state]
     require(not missing, f"{path} is not a checkpoint of this script (missing {', '.join(missing)}): "
                          f"train one with `{train_hint} --overwrite`")
@@ -400,7 +401,8 @@ class Checkpointer:
             self.save()
             kept = f"kept the last good checkpoint {self.path} ({self.unit} {self.state[self.unit]})" if self.state \
                 else "no good state to keep"
-            raise UserError(f"the loss became {loss} in {self.unit} {epoch + 1}; {kept}. Lower --lr and train again with --overwrite")
+            raise UserError(f"the loss became {loss} in {self.unit} {epoch + 1}; {kept}. "
+                            f"Lower --lr and train again with --overwrite")
 
     @contextlib.contextmanager
     def guard(self):
