@@ -36,9 +36,10 @@ from matplotlib.textpath import TextPath
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
-from hw5_utils import (App, Checkpointer, UserError, check_new_run, check_out_dir, check_seed, get_rng_state,
-                       load_checkpoint, load_run, load_weights, note, pick_device, progress, require, restore_training,
-                       save_array, save_figure, save_gif, saved_config, seed_everything, typed_options, write_metrics)
+from hw5_utils import (App, Checkpointer, DEVICE, OVERWRITE, RESUME, UserError, check_new_run, check_out_dir,
+                       check_seed, get_rng_state, load_checkpoint, load_run, load_weights, note, pick_device, progress,
+                       require, restore_training, save_array, save_figure, save_gif, saved_config, seed_everything,
+                       typed_options, write_metrics)
 
 # ----------------------------------------------------------------------------------------------------
 # Hyperparameters (the command line's defaults)
@@ -857,7 +858,6 @@ app = App(help="Score-based diffusion on 2-D points: denoising score matching an
                "(hw5 question 4).")
 OUT_DIR = typer.Option(Path("outputs/diffusion"), help="Folder for model.pt, samples.npy, the figures and "
                                                        "metrics.json.")
-DEVICE = typer.Option("auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
 N_SAMPLES = typer.Option(2000, min=2, help="How many samples to generate.")
 SAMPLING_ITERATIONS_OPTION = typer.Option(SAMPLING_ITERATIONS, min=1, help="Langevin steps per noise level (T).")
 SAMPLING_LR = typer.Option(None, help="Langevin step size ε at the smallest noise level "
@@ -884,10 +884,7 @@ def train(ctx: typer.Context, iterations: Optional[int] = typer.Option(None, min
                                                                           "--no-sigma-weighted: the handout's."),
           hidden_units: int = typer.Option(Config.hidden_units, min=1),
           out_dir: Path = OUT_DIR, seed: int = Config.seed, device: str = DEVICE,
-          resume: bool = typer.Option(False, help="Continue the run saved in --out-dir, with its saved settings."),
-          overwrite: bool = typer.Option(False, help="Start a new run even if --out-dir holds one (replaced when the "
-                                                         "new run first saves).")
-          ) -> None:
+          resume: bool = RESUME, overwrite: bool = OVERWRITE) -> None:
     """Train the score model; save model.pt and the data, loss-curve and score-field figures in --out-dir."""
     iterations = iterations or (0 if resume else Config.iterations)  # 0: the saved run's total
     cfg = Config(dataset=dataset, data=str(data) if data else None, n_points=n_points, iterations=iterations,

@@ -31,10 +31,10 @@ from PIL import Image, ImageDraw
 from torch import nn
 from torchvision.utils import make_grid
 
-from hw5_utils import (App, Checkpointer, MNIST, UserError, check_new_run, check_out_dir, check_seed, get_rng_state,
-                       judge_digits, load_checkpoint, load_judge, load_mnist, load_run, load_weights, note, pick_device,
-                       plot_image_grid, progress, require, restore_training, save_figure, save_gif, saved_config,
-                       seed_everything, typed_options, write_metrics)
+from hw5_utils import (App, Checkpointer, DEVICE, MNIST, OVERWRITE, RESUME, UserError, check_new_run, check_out_dir,
+                       check_seed, get_rng_state, judge_digits, load_checkpoint, load_judge, load_mnist, load_run,
+                       load_weights, note, pick_device, plot_image_grid, progress, require, restore_training,
+                       save_figure, save_gif, saved_config, seed_everything, typed_options, write_metrics)
 
 # ----------------------------------------------------------------------------------------------------
 # Hyperparameters (the command line's defaults)
@@ -520,7 +520,6 @@ app = App(help="Generative adversarial network on MNIST (hw5 GAN question).")
 OUT_DIR = typer.Option(Path("outputs/gan"), help="Folder for gan.pt, the figures and metrics.json.")
 DATA = typer.Option(None, help="MNIST: a Keras-layout .npz or a torchvision root folder "
                                "[default: $HW5_MNIST, else ../shared/data/mnist10k.npz if present, else data/]")
-DEVICE = typer.Option("auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
 
 
 @app.command()
@@ -537,10 +536,7 @@ def train(ctx: typer.Context, epochs: Optional[int] = typer.Option(None, min=1, 
           iter_g: int = typer.Option(1, min=1, help="Generator steps per batch."),
           train_size: int = typer.Option(0, min=0, help="Use the first N training images; 0 = all."),
           data: Optional[Path] = DATA, out_dir: Path = OUT_DIR, seed: int = 2, device: str = DEVICE,
-          resume: bool = typer.Option(False, help="Continue the run saved in --out-dir, with its saved settings."),
-          overwrite: bool = typer.Option(False, help="Start a new run even if --out-dir holds one (replaced when the "
-                                                         "new run first saves).")
-          ) -> None:
+          resume: bool = RESUME, overwrite: bool = OVERWRITE) -> None:
     """Train the GAN, then save gan.pt, the figures and metrics.json in --out-dir."""
     epochs = epochs or (0 if resume else Config.epochs)  # 0: the saved run's total
     cfg = Config(zdim=zdim, arch=arch, loss=loss, epochs=epochs, batch_size=batch_size, lr=lr, iter_d=iter_d,

@@ -109,6 +109,13 @@ class App(typer.Typer):
         return decorator
 
 
+# Options every script's commands share
+DEVICE = typer.Option("auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
+RESUME = typer.Option(False, help="Continue the run saved in --out-dir, with its saved settings.")
+OVERWRITE = typer.Option(False, help="Start a new run even if --out-dir holds one (replaced when the new run first "
+                                     "saves).")
+
+
 def require(condition: bool, message: str) -> None:
     """Raise `UserError(message)` unless `condition` holds (for validating user input)."""
     if not condition:

@@ -28,10 +28,10 @@ import typer
 from matplotlib.ticker import MaxNLocator
 from torch import nn
 
-from hw5_utils import (App, Checkpointer, MNIST, UserError, check_new_run, check_out_dir, check_seed, get_rng_state,
-                       judge_digits, load_checkpoint, load_judge, load_mnist, load_run, load_weights, note, pick_device,
-                       plot_image_grid, progress, require, restore_training, save_figure, saved_config, seed_everything,
-                       typed_options, write_metrics)
+from hw5_utils import (App, Checkpointer, DEVICE, MNIST, OVERWRITE, RESUME, UserError, check_new_run, check_out_dir,
+                       check_seed, get_rng_state, judge_digits, load_checkpoint, load_judge, load_mnist, load_run,
+                       load_weights, note, pick_device, plot_image_grid, progress, require, restore_training,
+                       save_figure, saved_config, seed_everything, typed_options, write_metrics)
 
 # ----------------------------------------------------------------------------------------------------
 # Hyperparameters (the command line's defaults)
@@ -499,7 +499,6 @@ app = App(help="Variational autoencoder on binarized MNIST (hw5 question 2).")
 OUT_DIR = typer.Option(Path("outputs/vae"), help="Folder for vae.pt, the figures and metrics.json.")
 DATA = typer.Option(None, help="MNIST: a Keras-layout .npz or a torchvision root folder "
                                "[default: $HW5_MNIST, else ../shared/data/mnist10k.npz if present, else data/]")
-DEVICE = typer.Option("auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
 IW_SAMPLES = typer.Option(1000, min=1, help="Importance samples per test image for the log-likelihood estimate.")
 
 
@@ -517,10 +516,7 @@ def train(ctx: typer.Context, epochs: Optional[int] = typer.Option(None, min=1, 
           binarize: Literal["dynamic", "round"] = typer.Option(
               "dynamic", help="dynamic: a fresh Bernoulli draw of every image each epoch; round: fixed rounding."),
           data: Optional[Path] = DATA, out_dir: Path = OUT_DIR, seed: int = 1234, device: str = DEVICE,
-          resume: bool = typer.Option(False, help="Continue the run saved in --out-dir, with its saved settings."),
-          overwrite: bool = typer.Option(False, help="Start a new run even if --out-dir holds one (replaced when the "
-                                                         "new run first saves)."),
-          iw_samples: int = IW_SAMPLES) -> None:
+          resume: bool = RESUME, overwrite: bool = OVERWRITE, iw_samples: int = IW_SAMPLES) -> None:
     """Train the VAE, then save vae.pt, the figures and metrics.json in --out-dir."""
     epochs = epochs or (0 if resume else Config.epochs)  # 0: the saved run's total
     cfg = Config(latent_dim=latent_dim, hidden_units=hidden_units, epochs=epochs, batch_size=batch_size, lr=lr, kl=kl,
