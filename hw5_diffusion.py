@@ -714,11 +714,12 @@ def run_training(cfg: Config, out_dir: Path, device: str = "auto", resume: bool 
                                 unit="iteration", state=saved)
     state = fit(sm, ema, optimizer, cloud, cfg, checkpointer, state)
     note(f"trained {state['iteration']} iterations in {state['train_seconds']:.1f} s; saved {out_dir / CHECKPOINT}")
-    figures = [plot_points(cloud.points, out_dir / "data.png", f"Training data: {len(cloud.points)} points "
-                                                               f"of {cloud.name}"),
-               plot_loss_curve(state["history"], out_dir / "loss_curve.png", cfg.sigma_weighted),
-               draw_score_field(ScoreMatching(ema.module, sm.noise_levels), cloud.points, out_dir)]
-    note(f"figures: {', '.join(str(path) for path in figures)}")
+    with checkpointer.guard():  # Ctrl-C from here on: the printed resume command redoes the figures
+        figures = [plot_points(cloud.points, out_dir / "data.png", f"Training data: {len(cloud.points)} points "
+                                                                   f"of {cloud.name}"),
+                   plot_loss_curve(state["history"], out_dir / "loss_curve.png", cfg.sigma_weighted),
+                   draw_score_field(ScoreMatching(ema.module, sm.noise_levels), cloud.points, out_dir)]
+        note(f"figures: {', '.join(str(path) for path in figures)}")
     return state
 
 

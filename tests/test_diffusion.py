@@ -580,6 +580,25 @@ def test_interrupted_training_saves_and_resumes(hw5_diffusion, tmp_path, monkeyp
     assert state["iteration"] == 250 and len(state["history"]) == 250
 
 
+def test_ctrl_c_during_the_figures_prints_a_resume_command_that_redoes_them(hw5_diffusion, run, tmp_path,
+                                                                            monkeypatch):
+    original = hw5_diffusion.plot_loss_curve
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(hw5_diffusion, "plot_loss_curve", interrupted)
+    result = run("train", "--iterations", 20, "--n-points", 200, "--out-dir", tmp_path)
+    assert result.exit_code == 130 and "Traceback" not in result.output
+    resume = result.stderr.strip().splitlines()[-1].split()
+    assert resume[resume.index("--resume"):] == ["--resume", "--iterations", "20"]
+    assert torch.load(tmp_path / "model.pt", weights_only=True)["iteration"] == 20
+    assert not (tmp_path / "loss_curve.png").exists()
+    monkeypatch.setattr(hw5_diffusion, "plot_loss_curve", original)
+    assert run(*resume[2:]).exit_code == 0  # the printed command, less "python hw5_diffusion.py"
+    assert (tmp_path / "loss_curve.png").exists() and (tmp_path / "score_field.png").exists()
+
+
 @pytest.fixture
 def bad_files(tmp_path):
     np.save(tmp_path / "three_columns.npy", np.zeros((10, 3)))

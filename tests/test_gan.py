@@ -332,6 +332,26 @@ def test_gan_interrupt_keeps_a_resumable_checkpoint(hw5_gan, tmp_path, mnist_pat
     assert torch.load(tmp_path / "gan.pt", weights_only=True)["epoch"] == 3
 
 
+def test_gan_ctrl_c_during_the_figures_prints_a_resume_command_that_redoes_them(hw5_gan, tmp_path, mnist_path,
+                                                                                monkeypatch, capsys):
+    cfg = hw5_gan.Config(epochs=1, batch_size=64, train_size=128, data=str(mnist_path))
+    real_figures = hw5_gan.make_figures
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(hw5_gan, "make_figures", interrupted)
+    monkeypatch.setattr(hw5_gan, "evaluate_and_save", lambda *args, **kwargs: {})  # scoring is tested elsewhere
+    with pytest.raises(KeyboardInterrupt):
+        hw5_gan.run_training(cfg, tmp_path, "cpu")
+    assert capsys.readouterr().err.strip().endswith("--resume --epochs 1")
+    assert torch.load(tmp_path / "gan.pt", weights_only=True)["epoch"] == 1
+    assert not (tmp_path / "losses.png").exists()
+    monkeypatch.setattr(hw5_gan, "make_figures", real_figures)
+    hw5_gan.run_training(hw5_gan.Config(epochs=1), tmp_path, "cpu", resume=True)
+    assert (tmp_path / "losses.png").exists()
+
+
 # ----------------------------------------------------------------------------------------------------
 # Command line, end to end
 

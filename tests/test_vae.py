@@ -764,6 +764,28 @@ def test_train_never_replaces_a_saved_run_by_accident(hw5_vae, cli, tmp_path, cl
     assert torch.load(copy / "vae.pt", weights_only=True)["epoch"] == 1  # the new run's (the old one trained 2)
 
 
+def test_ctrl_c_during_the_figures_prints_a_resume_command_that_redoes_them(hw5_vae, cli, tmp_path, mnist_path,
+                                                                            monkeypatch):
+    original = hw5_vae.make_figures
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(hw5_vae, "make_figures", interrupted)
+    result = cli.invoke(hw5_vae.app, ["train", "--epochs", "1", "--train-size", "200", "--iw-samples", "5",
+                                      "--data", str(mnist_path), "--device", "cpu", "--out-dir", str(tmp_path)])
+    assert result.exit_code == 130 and "Traceback" not in result.output
+    resume = result.stderr.strip().splitlines()[-1].split()
+    assert resume[resume.index("--resume"):] == ["--resume", "--epochs", "1", "--iw-samples", "5"]
+    assert torch.load(tmp_path / "vae.pt", weights_only=True)["epoch"] == 1
+    assert not (tmp_path / "metrics.json").exists()
+    monkeypatch.setattr(hw5_vae, "make_figures", original)
+    result = cli.invoke(hw5_vae.app, [*resume[2:], "--data", str(mnist_path), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "metrics.json").read_text())["epochs"] == 1
+    assert (tmp_path / "data_space.png").exists()
+
+
 def test_real_ctrl_c_in_a_subprocess_saves_and_prints_the_resume_command(hw5_vae, mnist_path, tmp_path):
     """SIGINT to a running `python hw5_vae.py train`: exit code 130, a loadable checkpoint, the resume command."""
     script = Path(hw5_vae.__file__)
