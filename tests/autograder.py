@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import zipfile
@@ -101,12 +102,16 @@ def run(results: Path, extra_args: list[str]) -> int:
     try:
         finished = subprocess.run(command, cwd=ROOT, timeout=budget + 30, capture_output=True, text=True)
         log, failure = finished.stdout + finished.stderr, None
+        if finished.returncode < 0:  # killed: what results.json holds was not written by the grader
+            failure = f"the test run was killed by signal {signal.Signals(-finished.returncode).name}"
     except subprocess.TimeoutExpired as error:
         log, failure = str(error.stdout or "") + str(error.stderr or ""), "the whole run exceeded its time budget"
     sys.stdout.write(log[-20000:])
     try:
-        json.loads(results.read_text())["tests"]
-    except (OSError, ValueError, KeyError):  # pytest itself broke: still give Gradescope a complete result
+        complete = failure is None and "tests" in json.loads(results.read_text())
+    except (OSError, ValueError):
+        complete = False
+    if not complete:  # pytest itself broke: still give Gradescope a complete result
         reason = failure or f"the test run ended without results:\n{log[-3000:]}"
         tests = grading.grade({}, {file.split("/", 1)[1]: reason for file in GRADED_FILES})
         grading.write_results(results, tests, 0.0, note="The autograder could not run the tests.")

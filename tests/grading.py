@@ -210,11 +210,47 @@ def run_forked(item: pytest.Item, timeout: float) -> list[pytest.TestReport]:
         return [config.hook.pytest_report_from_serializable(config=config, data=data)
                 for data in json.loads(b"".join(chunks))]
     except ValueError:
-        if os.WIFSIGNALED(status):
-            reason = f"the process was killed by signal {signal.Signals(os.WTERMSIG(status)).name}"
-        else:
-            reason = f"the process exited with code {os.WEXITSTATUS(status)} before the test finished"
-        return [failed_report(item, f"the test crashed: {reason} (exit, os._exit, a segfault or out of memory)")]
+        return [failed_report(item, f"the test crashed: {exit_reason(status)} before the test finished (exit, "
+                                    f"os._exit, a segfault or out of memory)")]
+
+
+def check_import(name: str, timeout: float) -> str | None:
+    """Import script `name` once in a child process: why the import never finished (a hang, a crash), else None.
+
+    Without this check, code that hangs at import time (training left at a file's top level) would make every
+    test of the script wait out its own timeout and use up the whole run's time budget. An exception raised on
+    import is left to each test to report, with its traceback.
+    """
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setpgid(0, 0)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            quiet = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(quiet, 1), os.dup2(quiet, 2)
+            load_script(name)
+        finally:
+            os._exit(0)
+    done, status, deadline = 0, 0, time.monotonic() + timeout
+    while not done and time.monotonic() < deadline:
+        time.sleep(0.05)
+        done, status = os.waitpid(pid, os.WNOHANG)
+    kill_group(pid)
+    if not done:
+        os.waitpid(pid, 0)
+        return (f"not run: importing {name}.py did not finish within {timeout:.0f} s. Code at the top level of a "
+                f"file runs when it is imported: put training and other long work under "
+                f"`if __name__ == \"__main__\":`")
+    if os.WIFSIGNALED(status) or os.WEXITSTATUS(status):
+        return f"not run: importing {name}.py ended the interpreter: {exit_reason(status)}"
+    return None
+
+
+def exit_reason(status: int) -> str:
+    """A child's wait status, in words."""
+    if os.WIFSIGNALED(status):
+        return f"the process was killed by signal {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"the process exited with code {os.WEXITSTATUS(status)}"
 
 
 def kill_group(pid: int) -> None:
@@ -241,6 +277,7 @@ class Grader:
         self.results = Path(config.getoption("--results"))
         self.outcomes: dict[str, dict] = {}
         self.collect_errors: dict[str, str] = {}
+        self.import_failures: dict[str, str | None] = {}  # script -> why importing it never finished, or None
         config.option.tbstyle = "short"  # students read the failing line and its message, not our fixtures
         os.environ[CACHE_ENV] = tempfile.mkdtemp(prefix="hw5-grading-")
 
@@ -258,8 +295,15 @@ class Grader:
         entry = rubric.RUBRIC[rubric_key(item.nodeid)]
         remaining = rubric.time_budget() - (time.time() - self.start)
         item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+        script = "hw5_" + rubric_key(item.nodeid).split("::")[0].removeprefix("test_").removesuffix(".py")
+        if remaining >= 5 and script not in self.import_failures:
+            self.import_failures[script] = check_import(script, min(rubric.IMPORT_TIMEOUT * rubric.timeout_scale(),
+                                                                    remaining))
+            remaining = rubric.time_budget() - (time.time() - self.start)
         if remaining < 5:
             reports = [failed_report(item, "not run: the autograder's time budget was used up by earlier tests")]
+        elif self.import_failures[script]:
+            reports = [failed_report(item, self.import_failures[script])]
         else:
             reports = run_forked(item, min(entry.timeout * rubric.timeout_scale(), remaining))
         for report in reports:

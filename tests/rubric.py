@@ -21,6 +21,8 @@ class Row(NamedTuple):
 
 # Whole-run limits: Gradescope stops an autograder after 10 minutes by default; keep a margin for setup.
 TIME_BUDGET_SECONDS = 540.0
+# The time a script may take to import (once per run, before its tests): a hang costs this, not every test's timeout.
+IMPORT_TIMEOUT = 60.0
 # Multiply every timeout (e.g. 2.0 on a slower machine), or set $HW5_TIMEOUT_SCALE.
 TIMEOUT_SCALE = 1.0
 

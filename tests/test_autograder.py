@@ -259,3 +259,32 @@ def test_results_are_written_even_when_pytest_itself_fails(tmp_path):
     results = grade(folder, tmp_path / "results.json", "--no-such-option")
     assert_valid_results(results)
     assert results["score"] == 0 and "could not run" in results["output"]
+
+
+def test_a_script_that_hangs_on_import_costs_one_import_timeout_and_only_its_own_tests(tmp_path):
+    """Training left at a file's top level: its tests fail after one import timeout (6 s at scale 0.1) with a
+    message naming the import, instead of each test waiting out its own; the other scripts are graded."""
+    hanging = reference("hw5_diffusion").replace("\nimport math\n", "\nimport math\nwhile True:\n    pass\n", 1)
+    assert "while True" in hanging
+    folder = submission(tmp_path / "submission", {"hw5_diffusion": hanging, "hw5_vae": reference("hw5_vae")})
+    cheap = {script: [key for key, row in rubric.RUBRIC.items() if key.startswith(GRADED_FILES[script])
+                      and row.timeout <= 60][:2] for script in ("hw5_diffusion", "hw5_vae")}
+    tests = by_key(grade(folder, tmp_path / "results.json", *node_ids(sum(cheap.values(), [])),
+                         env={"HW5_TIMEOUT_SCALE": "0.1"}))
+    for key in cheap["hw5_diffusion"]:
+        assert tests[key]["score"] == 0, key
+        assert "importing hw5_diffusion.py did not finish within 6 s" in tests[key]["output"], tests[key]["output"]
+    for key in cheap["hw5_vae"]:
+        assert tests[key]["status"] == "passed", (key, tests[key]["output"][:300])
+
+
+def test_a_submission_that_kills_the_grader_cannot_forge_its_results(tmp_path):
+    """A script that writes a full-marks results.json, then kills pytest: the grader writes its own instead."""
+    results = tmp_path / "results.json"
+    forged = json.dumps({"score": 78, "tests": [{"name": "x", "score": 78, "max_score": 78}]})
+    cheat = (f"import os, pathlib, signal\npathlib.Path({str(results)!r}).write_text({forged!r})\n"
+             "os.kill(os.getppid(), signal.SIGKILL)\n")
+    folder = submission(tmp_path / "submission", {"hw5_gan": cheat})
+    graded = grade(folder, results, *node_ids([next(key for key in rubric.RUBRIC if key.startswith("test_gan.py"))]))
+    assert_valid_results(graded)
+    assert graded["score"] == 0 and "killed by signal SIGKILL" in json.dumps(graded)

@@ -184,7 +184,8 @@ def test_4a_langevin_step_sizes_follow_algorithm_1(hw5_diffusion):
     def judge(x):
         variance = x.var(0).mean().item()
         message = None if abs(variance - 0.5) < 0.025 else \
-            f"with s = 0, x's variance grew by {variance:.3f}, not T Σ_i α_i = 0.5 (α_i = ε σ_i² / σ_L², σ_L smallest)"
+            f"with s = 0, x's variance grew by {variance:.3f}, not T Σ_i α_i = 0.5: check α_i = ε σ_i² / σ_L² " \
+            f"(σ_L the smallest level) and the noise term √α_i z"
         return message is None, message
 
     sm = score_matching_with(hw5_diffusion, ZeroScore())
@@ -201,8 +202,8 @@ def test_4a_langevin_anneals_to_the_mixture_weights(hw5_diffusion):
         upper = x.sum(1) > 0
         message = None
         if abs(upper.float().mean().item() - 0.8) > 0.05:
-            message = f"{upper.float().mean().item():.2f} of the samples at the mode of weight 0.8 (anneal from the " \
-                      f"largest noise level to the smallest)"
+            message = f"{upper.float().mean().item():.2f} of the samples at the mode of weight 0.8: anneal from the " \
+                      f"largest noise level to the smallest, with steps x + α_i/2 s(x, σ_i) + √α_i z"
         for mode, chosen in ((torch.tensor([5.0, 5.0]), upper), (torch.tensor([-5.0, -5.0]), ~upper)):
             if message is None and not (torch.allclose(x[chosen].mean(0), mode, atol=0.25)
                                         and 1.6 < x[chosen].var(0).mean().item() < 2.5):
