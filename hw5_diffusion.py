@@ -788,11 +788,13 @@ def generate(sm: ScoreMatching, n: int, iterations: int, lr: float, seed: int,
     return samples.cpu(), trajectory
 
 
-def check_sampling_options(n_samples: int, iterations: int, lr: Optional[float]) -> None:
+def check_sampling_options(n_samples: int, iterations: int, lr: Optional[float], seed: Optional[int]) -> None:
     """One-line errors for sampling options out of range (before anything is trained or written)."""
     require(n_samples >= 2, f"--n-samples must be >= 2, got {n_samples}")
     require(iterations >= 1, f"--sampling-iterations must be >= 1, got {iterations}")
     require(lr is None or (math.isfinite(lr) and lr > 0), f"--sampling-lr must be > 0, got {lr}")
+    if seed is not None:  # generate and evaluate seed torch with seed, seed + 1 and seed + 2
+        require(0 <= seed <= 2**64 - 3, f"--seed must be between 0 and 2**64 - 3, got {seed}")
 
 
 def evaluate_and_save(sm: ScoreMatching, cloud: PointCloud, state: dict, out_dir: Path, iterations: int, lr: float,
@@ -829,7 +831,7 @@ def run_sampling(out_dir: Path, n_samples: int = 2000, iterations: int = SAMPLIN
     the sampling figures and metrics.json. Returns the metrics."""
     out_dir = check_out_dir(out_dir)
     pick_device(device)
-    check_sampling_options(n_samples, iterations, lr)
+    check_sampling_options(n_samples, iterations, lr, seed)
     if not (out_dir / CHECKPOINT).exists():
         note(f"no checkpoint at {out_dir / CHECKPOINT}: training one with the default settings first "
              f"(under a minute; or run `{train_hint(out_dir)}` with your own settings)")
@@ -922,7 +924,7 @@ def evaluate_command(sampling_iterations: int = SAMPLING_ITERATIONS_OPTION,
                      sampling_lr: Optional[float] = SAMPLING_LR, out_dir: Path = OUT_DIR,
                      seed: Optional[int] = SAMPLING_SEED, device: str = DEVICE) -> None:
     """Compare 5 x 2000 fresh samples with fresh data (sliced W2, energy distance, their floors): metrics.json."""
-    check_sampling_options(EVAL_SIZE, sampling_iterations, sampling_lr)
+    check_sampling_options(EVAL_SIZE, sampling_iterations, sampling_lr, seed)
     sm, state, cloud = restore(out_dir, device)
     lr, seed = sampling_defaults(sm, state, sampling_lr, seed)
     evaluate_and_save(sm, cloud, state, out_dir, sampling_iterations, lr, seed)

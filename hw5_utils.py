@@ -197,12 +197,22 @@ def set_rng_state(state: dict) -> None:
 
 
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """write(tmp) a temporary file, then rename it to `path`: a failed write leaves an earlier file as it was, and
+    a full disk or an unwritable path is a one-line `UserError`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         write(tmp)
         os.replace(tmp, path)
+    except OSError as error:
+        raise UserError(f"cannot write {path}: {error.strerror or error}; free some space or pass another "
+                        f"--out-dir") from error
+    except RuntimeError as error:  # torch.save's way of saying that a write failed
+        if "PytorchStreamWriter" not in str(error):
+            raise
+        raise UserError(f"cannot write {path}: the disk may be full; free some space or pass another "
+                        f"--out-dir") from error
     finally:
         with contextlib.suppress(OSError):  # e.g. a read-only folder: the write's own error is the one to report
             tmp.unlink(missing_ok=True)
@@ -301,6 +311,11 @@ def load_run(path: Path, required: Iterable[str], train_hint: str, config_type: 
     state = load_checkpoint(path, required, train_hint)
     config = saved_config(config_type, state, path)
     state["config"] = dataclasses.asdict(config)
+    for unit in ("epoch", "iteration"):  # a run stopped by Ctrl-C is usable, but the user should know
+        done, total = state.get(unit), getattr(config, f"{unit}s", None)
+        if isinstance(done, int) and isinstance(total, int) and done < total:
+            note(f"note: {path} holds an interrupted run ({unit} {done} of {total}); finish it with:\n"
+                 f"  {train_hint} --resume --{unit}s {total}")
     return state, config
 
 

@@ -623,6 +623,8 @@ def bad_files(tmp_path):
     (("train", "--device", "tpu"), "unknown device"),
     (("train", "--seed", str(2**64)), "--seed must be between 0 and 2**64 - 1"),
     (("sample", "--sampling-lr", "-1"), "--sampling-lr must be > 0"),
+    (("sample", "--seed", "-1"), "--seed must be between 0 and 2**64 - 3, got -1"),  # checked before training
+    (("evaluate", "--seed", str(2**64 - 2)), "--seed must be between 0 and 2**64 - 3"),  # it seeds seed + 2
     (("plot-score", "--sigma", "0"), "--sigma must be > 0"),
 ])
 def test_cli_bad_inputs_fail_in_one_line_and_keep_the_model(run, bad_files, args, fragment):

@@ -189,6 +189,40 @@ def test_a_failed_save_keeps_the_previous_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
 
 
+def test_a_write_the_disk_refuses_is_a_one_line_error_that_keeps_the_previous_file(tmp_path, monkeypatch):
+    path = tmp_path / "model.pt"
+    hw5_utils.save_checkpoint({"version": 1}, path)
+    (tmp_path / "data.png").mkdir()  # a folder where a figure goes
+    with pytest.raises(UserError, match="cannot write .*data.png: Is a directory"):
+        hw5_utils.write_metrics({"a": 1}, tmp_path / "data.png")
+    real_save = torch.save
+
+    def full_disk(obj, file):  # what torch.save raises when the disk fills up mid-write
+        real_save(obj, file)
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file "
+                           "data/0: file write failed")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(UserError, match="cannot write .*model.pt: the disk may be full"):
+        hw5_utils.save_checkpoint({"version": 2}, path)
+    assert torch.load(path, weights_only=True) == {"version": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.png", "model.pt"]
+
+
+def test_load_run_says_when_a_run_was_interrupted(tmp_path, capsys):
+    @dataclasses.dataclass
+    class Config:
+        epochs: int = 10
+
+    path = tmp_path / "model.pt"
+    for epoch, expected in ((4, "interrupted run (epoch 4 of 10)"), (10, "")):
+        hw5_utils.save_checkpoint({"config": {"epochs": 10}, "epoch": epoch}, path)
+        state, config = hw5_utils.load_run(path, ["config"], "python x.py train --out-dir o", Config)
+        assert state["epoch"] == epoch and config.epochs == 10
+        said = capsys.readouterr().err
+        assert expected in said and ("python x.py train --out-dir o --resume --epochs 10" in said) == bool(expected)
+
+
 def test_load_weights_reports_architecture_mismatch(tmp_path):
     with pytest.raises(UserError, match="does not match"):
         hw5_utils.load_weights(torch.nn.Linear(3, 4), torch.nn.Linear(3, 5).state_dict(), tmp_path / "m.pt")
