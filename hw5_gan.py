@@ -368,23 +368,25 @@ def plot_samples(images: torch.Tensor, path: Path, title: str) -> Path:
     return plot_image_grid(cells.view(rows, cols, 784), path, title, cell_inches=0.45)
 
 
-def plot_losses(history: dict, iters_per_epoch: int, path: Path) -> Path:
-    """D and G losses per iteration (thin) and their epoch means (thick), against epochs."""
+def plot_losses(history: dict, iters_per_epoch: int, path: Path, loss: str = "nonsaturating") -> Path:
+    """D and G losses per iteration (thin) and their epoch means (thick, a dot per epoch), against epochs."""
     fig, ax = plt.subplots(figsize=(7, 4))
-    for key, label, color in (("loss_d", "D loss", "tab:blue"), ("loss_g", "G loss", "tab:orange")):
+    g_loss = "log(1 - D(G(z)))" if loss == "minimax" else "-log D(G(z))"
+    for key, label, color in (("loss_d", "D loss (BCE)", "tab:blue"), ("loss_g", f"G loss {g_loss}", "tab:orange")):
         values = torch.tensor(history.get(key, []))
         ax.plot(torch.arange(1, len(values) + 1) / iters_per_epoch, values, color=color, alpha=0.25, lw=0.6)
         means = values[:len(values) // iters_per_epoch * iters_per_epoch].view(-1, iters_per_epoch).mean(1)
-        ax.plot(torch.arange(1, len(means) + 1), means, color=color, lw=2, label=f"{label} (epoch mean)")
-    return _save_epoch_plot(fig, ax, "binary cross-entropy", "GAN losses per iteration", path)
+        ax.plot(torch.arange(1, len(means) + 1), means, color=color, lw=2, marker="o", ms=3,
+                label=f"{label}, epoch mean")
+    return _save_epoch_plot(fig, ax, "loss", "GAN losses per iteration", path)
 
 
 def plot_d_outputs(history: dict, path: Path) -> Path:
     """Mean D(x) on real and D(G(z)) on generated images per epoch; 0.5 is D unable to tell them apart."""
     fig, ax = plt.subplots(figsize=(7, 4))
     epochs = range(1, len(history.get("d_real", [])) + 1)
-    ax.plot(epochs, history.get("d_real", []), label="mean D(x), real images")
-    ax.plot(epochs, history.get("d_fake", []), label="mean D(G(z)), generated images")
+    ax.plot(epochs, history.get("d_real", []), marker="o", ms=3, label="mean D(x), real images")
+    ax.plot(epochs, history.get("d_fake", []), marker="o", ms=3, label="mean D(G(z)), generated images")
     ax.axhline(0.5, color="grey", ls="--", lw=1, label="0.5: D cannot tell")
     ax.set_ylim(0, 1)
     return _save_epoch_plot(fig, ax, "discriminator output", "What the discriminator believes, per epoch", path)
@@ -422,7 +424,7 @@ def make_figures(state: dict, images: torch.Tensor, cfg: Config, out_dir: Path) 
     real = images[torch.randperm(len(images), generator=generator)[:N_FIXED].to(images.device)]
     iters_per_epoch = max(1, len(images) // cfg.batch_size)
     return [plot_samples(real, out_dir / "real.png", "Real MNIST training digits"),
-            plot_losses(state["history"], iters_per_epoch, out_dir / "losses.png"),
+            plot_losses(state["history"], iters_per_epoch, out_dir / "losses.png", cfg.loss),
             plot_d_outputs(state["history"], out_dir / "d_outputs.png"),
             save_progress_gif(state["frames"], out_dir / "progress.gif")]
 

@@ -352,6 +352,20 @@ def test_gan_ctrl_c_during_the_figures_prints_a_resume_command_that_redoes_them(
     assert (tmp_path / "losses.png").exists()
 
 
+def test_gan_loss_plots_show_a_one_epoch_run_and_name_the_generator_loss(hw5_gan, tmp_path, figure_spy):
+    """After one epoch each curve is a single point: it must still be drawn (a marker), and the G loss label
+    says which loss it is (the minimax one is negative, not a cross-entropy)."""
+    history = {"loss_d": [1.4, 1.2, 1.0, 0.9], "loss_g": [-0.6, -0.5, -0.5, -0.4], "d_real": [0.6], "d_fake": [0.4]}
+    hw5_gan.plot_losses(history, 4, tmp_path / "losses.png", "minimax")
+    hw5_gan.plot_d_outputs(history, tmp_path / "d_outputs.png")
+    (losses,), (outputs,) = (figure.axes for figure in figure_spy)
+    labels = {line.get_label(): line for line in losses.get_lines()}
+    g_mean = labels["G loss log(1 - D(G(z))), epoch mean"]
+    assert g_mean.get_marker() == "o" and g_mean.get_ydata().tolist() == pytest.approx([-0.5])
+    assert losses.get_ylabel() == "loss"
+    assert all(line.get_marker() == "o" for line in outputs.get_lines() if line.get_label().startswith("mean"))
+
+
 # ----------------------------------------------------------------------------------------------------
 # Command line, end to end
 
