@@ -551,7 +551,8 @@ def load_mnist(source: Path | str | None = None, train_size: int = 10000, binari
         return torch.as_tensor(y.astype(np.int64)).reshape(-1).to(device)
 
     return MNIST(images(x_train, binarize == "round"), labels(y_train),
-                 images(x_test, binarize != "none"), labels(y_test), str(path))
+                 images(x_test, binarize != "none"), labels(y_test),
+                 str(path.absolute()))  # checkpoints keep it: later commands may run from another folder
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -80,6 +80,13 @@ def test_load_mnist_train_size_takes_the_first_images_and_says_when_short(mnist_
     assert "8000 training images, fewer than --train-size 10000" in capsys.readouterr().err
 
 
+def test_load_mnist_records_an_absolute_source(mnist_path, monkeypatch):
+    """A run saves its data path: given relative, it must still lead to the file from another folder."""
+    monkeypatch.chdir(mnist_path.parent)
+    source = hw5_utils.load_mnist(mnist_path.name, train_size=10).source
+    assert Path(source).is_absolute() and Path(source).samefile(mnist_path)
+
+
 def test_load_mnist_rejects_bad_arguments(mnist_path, tmp_path):
     with pytest.raises(UserError, match="unknown binarization"):
         hw5_utils.load_mnist(mnist_path, binarize="halftone")
