@@ -191,7 +191,8 @@ class PointCloud:
 def read_points(path: Path) -> torch.Tensor:
     """A user's .npy file -> (N, 2) float32 points, with a one-line `UserError` for every way it can be wrong."""
     expected = "expected a .npy file holding an (N, 2) array of point coordinates"
-    require(path.is_file(), f"no data file {path}: pass --data with a .npy file ({expected[11:]})")
+    require(path.is_file(), f"no data file {path}: pass --data with a .npy file holding an (N, 2) array of "
+                            f"point coordinates")
     try:
         array = np.load(path, allow_pickle=False)
     except Exception as error:  # numpy raises many types for a file that is not a .npy array
@@ -882,10 +883,11 @@ def train(ctx: typer.Context, iterations: Optional[int] = typer.Option(None, min
           sigma_min: Optional[float] = typer.Option(None, help="Smallest noise level [default: 1% of the data's "
                                                                "spread]."),
           num_levels: int = typer.Option(Config.num_levels, min=1, help="Number of noise levels (geometric)."),
-          batch_size: int = typer.Option(Config.batch_size, min=1),
+          batch_size: int = typer.Option(Config.batch_size, min=1, help="Points per training batch."),
           sigma_weighted: bool = typer.Option(Config.sigma_weighted, help="Train on the σ²-weighted loss (NCSN); "
                                                                           "--no-sigma-weighted: the handout's."),
-          hidden_units: int = typer.Option(Config.hidden_units, min=1),
+          hidden_units: int = typer.Option(Config.hidden_units, min=1, help="Width of the score network's "
+                                                                             "hidden layers."),
           out_dir: Path = OUT_DIR, seed: int = Config.seed, device: str = DEVICE,
           resume: bool = RESUME, overwrite: bool = OVERWRITE) -> None:
     """Train the score model; save model.pt and the data, loss-curve and score-field figures in --out-dir."""
