@@ -528,7 +528,8 @@ DATA = typer.Option(None, help="MNIST: a Keras-layout .npz or a torchvision root
 def train(ctx: typer.Context, epochs: Optional[int] = typer.Option(None, min=1, show_default="100",
                                                help="Epochs to train (with --resume: the total, by default the "
                                                     "saved run's)."),
-          batch_size: int = typer.Option(256, min=1, help="Images per training batch."), lr: float = typer.Option(2e-4, help="Adam learning rate."),
+          batch_size: int = typer.Option(256, min=1, help="Images per training batch."),
+          lr: float = typer.Option(2e-4, help="Adam learning rate."),
           zdim: int = typer.Option(64, min=1, help="Dimension of the noise z ~ U[-1, 1]^zdim."),
           arch: Literal["course", "dcgan"] = typer.Option("course", help="course: the handout's DNet/GNet; "
                                                                          "dcgan: a DCGAN pair (better digits)."),
