@@ -281,6 +281,10 @@ class Grader:
         config.option.tbstyle = "short"  # students read the failing line and its message, not our fixtures
         os.environ[CACHE_ENV] = tempfile.mkdtemp(prefix="hw5-grading-")
 
+    def remaining(self) -> float:
+        """Seconds left of the run's time budget."""
+        return rubric.time_budget() - (time.time() - self.start)
+
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
             self.collect_errors[rubric_key(report.nodeid)] = report.longreprtext
@@ -293,13 +297,12 @@ class Grader:
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool:
         entry = rubric.RUBRIC[rubric_key(item.nodeid)]
-        remaining = rubric.time_budget() - (time.time() - self.start)
         item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
         script = "hw5_" + rubric_key(item.nodeid).split("::")[0].removeprefix("test_").removesuffix(".py")
-        if remaining >= 5 and script not in self.import_failures:
+        if self.remaining() >= 5 and script not in self.import_failures:
             self.import_failures[script] = check_import(script, min(rubric.IMPORT_TIMEOUT * rubric.timeout_scale(),
-                                                                    remaining))
-            remaining = rubric.time_budget() - (time.time() - self.start)
+                                                                    self.remaining()))
+        remaining = self.remaining()
         if remaining < 5:
             reports = [failed_report(item, "not run: the autograder's time budget was used up by earlier tests")]
         elif self.import_failures[script]:
