@@ -167,6 +167,26 @@ def pick_device(name: str = "auto") -> torch.device:
     return device
 
 
+MATMUL_PRECISIONS = ("highest", "high", "medium")
+
+
+@contextlib.contextmanager
+def matmul_precision(precision: str):
+    """Run the block with torch.set_float32_matmul_precision(precision), then restore the previous setting.
+
+    'highest' is plain float32. 'medium' lets float32 matrix products use bfloat16 arithmetic where the hardware
+    does it fast, and is plain float32 elsewhere; tensors stay float32. On the README's CPU (AVX512-BF16) the
+    VAE's products ran 2x faster with relative errors of 2-4e-7 against float32's 1-2.5e-7; on CUDA it means
+    TF32 (about 1e-3).
+    """
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(precision)
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(previous)
+
+
 def get_rng_state() -> dict:
     """Every global RNG state, in a form `torch.load(weights_only=True)` accepts."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()

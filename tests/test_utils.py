@@ -168,6 +168,15 @@ def test_pick_device():
             hw5_utils.pick_device(bad)
 
 
+def test_matmul_precision_holds_inside_the_block_and_is_restored_even_after_an_error():
+    before = torch.get_float32_matmul_precision()
+    for precision in hw5_utils.MATMUL_PRECISIONS:
+        with pytest.raises(ZeroDivisionError), hw5_utils.matmul_precision(precision):
+            assert torch.get_float32_matmul_precision() == precision
+            1 / 0
+        assert torch.get_float32_matmul_precision() == before
+
+
 # ----------------------------------------------------------------------------------------------------
 # Files: atomic checkpoints and metrics
 

@@ -530,6 +530,30 @@ def test_resume_extends_a_finished_run_to_the_new_total(hw5_vae, mnist_path, tmp
     assert extended["history"]["test_elbo"][-1] > first["history"]["test_elbo"][-1]
 
 
+def test_training_runs_at_the_saved_matmul_precision_and_restores_the_global_one(hw5_vae, mnist_path, tmp_path,
+                                                                                  monkeypatch):
+    seen, forward = [], hw5_vae.VAE.forward
+
+    def recording_forward(self, *args, **kwargs):
+        if torch.is_grad_enabled():  # a training step, not the evaluation
+            seen.append(torch.get_float32_matmul_precision())
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(hw5_vae.VAE, "forward", recording_forward)
+    before = torch.get_float32_matmul_precision()
+    cfg = hw5_vae.Config(epochs=1, train_size=300, data=str(mnist_path), matmul_precision="high")
+    hw5_vae.run_training(cfg, tmp_path, device="cpu", iw_samples=2)
+    hw5_vae.run_training(hw5_vae.Config(epochs=2), tmp_path, device="cpu", resume=True, iw_samples=2)
+    assert seen == ["high"] * 6 and torch.get_float32_matmul_precision() == before  # 3 batches an epoch
+    assert hw5_vae.Config().matmul_precision == "medium"
+
+    state = torch.load(tmp_path / "vae.pt", weights_only=True)
+    state["config"]["matmul_precision"] = "low"  # a hand-edited checkpoint
+    torch.save(state, tmp_path / "vae.pt")
+    with pytest.raises(hw5_utils.UserError, match="matmul precision 'low' is not one of highest, high, medium"):
+        hw5_vae.run_training(hw5_vae.Config(epochs=3), tmp_path, device="cpu", resume=True, iw_samples=2)
+
+
 def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(hw5_vae, mnist_path, tmp_path, monkeypatch, capsys):
     """Interrupted in epoch 2, resumed, interrupted again in the resumed epoch, resumed to the end: the same
     weights as an uninterrupted run, and the second Ctrl-C saves the first checkpoint unchanged."""
