@@ -561,7 +561,9 @@ def sample(n: int = typer.Option(64, min=1, max=10000, help="How many digits to 
 
 @app.command("evaluate")
 def evaluate_command(out_dir: Path = OUT_DIR, data: Optional[Path] = DATA, device: str = DEVICE,
-                     n: int = typer.Option(EVAL_SAMPLES, min=2, help="Generated digits to score.")) -> None:
+                     n: int = typer.Option(EVAL_SAMPLES, min=500, help="Generated digits to score (from fewer, "
+                                                                       "the Fréchet distance of 128-d features is "
+                                                                       "mostly small-sample bias).")) -> None:
     """Score --out-dir/gan.pt's digits with the MNIST judge into metrics.json."""
     gan, state = restore(out_dir, device)
     evaluate_and_save(gan, state, out_dir, data, n)

@@ -513,7 +513,8 @@ def test_gan_cli_bad_input_is_one_line_exit_2_nothing_overwritten(hw5_gan, train
 
 
 @pytest.mark.parametrize("args", [["train", "--arch", "big"], ["train", "--loss", "wasserstein"],
-                                  ["train", "--epochs", "0"], ["sample", "--n", "0"], ["train", "--zdim", "few"]])
+                                  ["train", "--epochs", "0"], ["sample", "--n", "0"], ["train", "--zdim", "few"],
+                                  ["evaluate", "--n", "2"]])
 def test_gan_cli_rejects_bad_option_values(hw5_gan, cli, tmp_path, args):
     result = cli.invoke(hw5_gan.app, [*args, "--out-dir", str(tmp_path / "run")])
     assert result.exit_code == 2

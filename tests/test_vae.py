@@ -431,6 +431,14 @@ def test_logpdf_bernoulli_logits_gradient_is_x_minus_p_where_the_sigmoid_saturat
     torch.testing.assert_close(logits.grad, x - torch.sigmoid(logits.detach()), rtol=0, atol=1e-6)
 
 
+def test_logpdf_bernoulli_logits_gradients_match_finite_differences(hw5_vae):
+    """Its hand-written backward, for logits and for x (d/dx = logits), against numerical derivatives in float64."""
+    torch.manual_seed(20)
+    logits = (torch.randn(4, 9, dtype=torch.float64) * 3).requires_grad_()
+    x = torch.rand(4, 9, dtype=torch.float64).requires_grad_()  # any x in [0, 1], to check d/dx too
+    assert torch.autograd.gradcheck(hw5_vae.VAE.logpdf_bernoulli_logits, (x, logits))
+
+
 def test_forward_is_the_elbo_with_the_analytic_kl(hw5_vae):
     """vae(x): mean over the batch of log p(x|z) - KL(q(z|x) || N(0, I)), z the reparameterized draw, recomputed
     here with torch.distributions from the same random numbers; the decoder's logits are its p before the sigmoid."""
@@ -700,6 +708,7 @@ BAD_TRAIN_ARGS = {
     "zero batch size": ["--batch-size", "0"],
     "negative lr": ["--lr", "-1"],
     "unknown binarization": ["--binarize", "halftone"],
+    "unknown matmul precision": ["--matmul-precision", "low"],
     "unknown device": ["--device", "tpu"],
     "seed out of torch's range": ["--seed", "-1"],
     "missing cuda": ["--device", "cuda:7"],

@@ -10,7 +10,8 @@ All run the same network (784-500-2 / 2-500-784) on 10,000 MNIST images at batch
 - DataLoader: the usual loop, pytorch/examples' vae/main.py: torchvision's MNIST with transform=ToTensor() (its
   per-item PIL + ToTensor path, over the same 10k images), shuffled, rounded to {0, 1}, the loss
   F.binary_cross_entropy of the decoder's probabilities plus the analytic KL, plain Adam, in float32.
-Last, the cost of log p(x|z) alone in the three forms: ours from the logits, the course's and pytorch/examples'.
+Last, the cost of log p(x|z) alone in four forms: ours from the logits, torch's from the logits, the course's and
+pytorch/examples'.
 """
 from __future__ import annotations
 
@@ -61,6 +62,8 @@ def likelihood_milliseconds() -> dict[str, float]:
     """log p(x|z) of one batch, forward and backward, in ms: ours (from the logits) and the two usual forms."""
     x, logits = (torch.rand(BATCH, PIXELS) < 0.2).float(), torch.randn(BATCH, PIXELS)
     forms = {"from the logits (ours)": lambda l: hw5_vae.VAE.logpdf_bernoulli_logits(x, l).mean(),
+             "F.binary_cross_entropy_with_logits":
+                 lambda l: -F.binary_cross_entropy_with_logits(l, x, reduction="sum") / BATCH,
              "logpdf_bernoulli(x, p)": lambda l: hw5_vae.VAE.logpdf_bernoulli(x, torch.sigmoid(l)).mean(),
              "F.binary_cross_entropy": lambda l: -F.binary_cross_entropy(torch.sigmoid(l), x, reduction="sum") / BATCH}
 
