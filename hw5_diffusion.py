@@ -677,6 +677,8 @@ def validate(cfg: Config) -> None:
         value = getattr(cfg, name)
         require(value is None or (math.isfinite(value) and value > 0),
                 f"--{name.replace('_', '-')} must be > 0, got {value}")
+    if cfg.num_levels == 1 and cfg.sigma_min is not None:
+        note("with --num-levels 1 the one noise level is --sigma-max: --sigma-min is not used")
 
 
 def run_training(cfg: Config, out_dir: Path, device: str = "auto", resume: bool = False,
@@ -882,7 +884,9 @@ def train(ctx: typer.Context, iterations: Optional[int] = typer.Option(None, min
                                                                "diameter]."),
           sigma_min: Optional[float] = typer.Option(None, help="Smallest noise level [default: 1% of the data's "
                                                                "spread]."),
-          num_levels: int = typer.Option(Config.num_levels, min=1, help="Number of noise levels (geometric)."),
+          num_levels: int = typer.Option(Config.num_levels, min=1, help="Number of noise levels, geometric from "
+                                                                          "--sigma-max to --sigma-min (1: --sigma-max "
+                                                                          "alone)."),
           batch_size: int = typer.Option(Config.batch_size, min=1, help="Points per training batch."),
           sigma_weighted: bool = typer.Option(Config.sigma_weighted, help="Train on the σ²-weighted loss (NCSN); "
                                                                           "--no-sigma-weighted: the handout's."),

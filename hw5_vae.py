@@ -98,8 +98,8 @@ class BernoulliLogLikelihood(torch.autograd.Function):
     """log Bernoulli(x; sigmoid(logits)) = sum_j x_j l_j - softplus(l_j): x, logits (B, D) -> (B,).
 
     torch's binary_cross_entropy_with_logits computes the same, but through log1p, whose AVX-512 kernel runs
-    10x slower than sigmoid and log on some CPUs (AMD EPYC, torch 2.15), a quarter of a training step. Here the
-    forward uses those two, and the backward is the closed form d/dl = x - sigmoid(l).
+    10x slower than sigmoid and log on some CPUs (AMD EPYC, torch 2.15): a seventh to a fifth of a training step.
+    Here the forward uses those two, and the backward is the closed form d/dl = x - sigmoid(l).
     """
 
     @staticmethod
@@ -525,7 +525,7 @@ DATA = typer.Option(None, help="MNIST: a Keras-layout .npz or a torchvision root
                                "[default: $HW5_MNIST, else ../shared/data/mnist10k.npz if present, else data/]")
 MATMUL_PRECISION = typer.Option("medium", help="Float32 matrix products in training (see torch's "
                                                  "set_float32_matmul_precision): medium runs them on bfloat16 hardware "
-                                                 "where it is fast (2x on CPUs with AVX512-BF16 or AMX), elsewhere as "
+                                                 "where it is fast (2x faster on an AVX512-BF16 CPU), elsewhere as "
                                                  "highest, plain float32.")
 IW_SAMPLES = typer.Option(1000, min=1, help="Importance samples per test image for the log-likelihood estimate.")
 

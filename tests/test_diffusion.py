@@ -168,6 +168,16 @@ def test_4a_generate_noise_levels_is_geometric(hw5_diffusion):
     assert torch.allclose(ratios, torch.full_like(ratios, 100 ** (1 / 9)), rtol=1e-4)
 
 
+def test_one_noise_level_is_sigma_max_and_a_note_says_sigma_min_is_unused(hw5_diffusion, capsys):
+    points = torch.randn(50, 2)
+    levels = hw5_diffusion.default_noise_levels(points, sigma_max=2.0, sigma_min=0.1, num_levels=1)
+    assert levels.tolist() == [pytest.approx(2.0)]
+    hw5_diffusion.validate(hw5_diffusion.Config(num_levels=1, sigma_min=0.1))
+    assert "--sigma-min is not used" in capsys.readouterr().err
+    hw5_diffusion.validate(hw5_diffusion.Config(num_levels=2, sigma_min=0.1))
+    assert capsys.readouterr().err == ""
+
+
 def test_sigma_weighted_loss_is_the_ncsn_weighting(hw5_diffusion):
     x = torch.tensor([[0.0, 0.0], [1.0, 2.0], [-1.0, 0.5]])
     sm = score_matching_with(hw5_diffusion, KnownScore(m=(0.25, -0.5), b=(1.0, 0.0)))
