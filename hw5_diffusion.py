@@ -599,12 +599,14 @@ def plot_snapshots(trajectory: torch.Tensor, samples: torch.Tensor, levels: torc
 def plot_trajectories(trajectory: torch.Tensor, samples: torch.Tensor, levels: torch.Tensor, path: Path,
                       count: int = 8) -> Path:
     """Where `count` samples stand at the end of each noise level (dots, larger as σ shrinks), joined in order,
-    over the final samples (n, 2). trajectory (L · T + 1, n, 2) from langevin_dynamics_sample."""
-    fig, ax = data_axes(*padded_bounds(samples))
-    ax.scatter(*samples.cpu().T, s=2, color="0.75", label="final samples", rasterized=True)
+    over the final samples (n, 2); the frame holds every path from its start. trajectory (L · T + 1, n, 2) from
+    langevin_dynamics_sample."""
     steps_per_level = (len(trajectory) - 1) // len(levels)
-    ends = trajectory[::steps_per_level]  # the start, then the end of every level: (L + 1, n, 2)
-    for k, color in zip(range(min(count, trajectory.shape[1])), plt.cm.tab10.colors):
+    ends = trajectory[::steps_per_level].cpu()  # the start, then the end of every level: (L + 1, n, 2)
+    count = min(count, trajectory.shape[1])
+    fig, ax = data_axes(*padded_bounds(torch.cat([samples.cpu(), ends[:, :count].reshape(-1, 2)])))
+    ax.scatter(*samples.cpu().T, s=2, color="0.75", label="final samples", rasterized=True)
+    for k, color in zip(range(count), plt.cm.tab10.colors):
         points = torch.cat([ends[:, k], samples[k:k + 1].cpu()])
         ax.plot(*points.T, color=color, lw=0.8, alpha=0.7)
         ax.scatter(*points[:-1].T, s=np.linspace(2, 30, len(points) - 1), color=color, zorder=3)

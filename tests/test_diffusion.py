@@ -478,6 +478,16 @@ def test_datasets_are_reproducible_point_clouds(hw5_diffusion, name):
         assert points[:, 0].min() > -2.01 and points[:, 0].max() < 2.01 and points[:, 0].max() > 1.9
 
 
+def test_trajectories_frame_holds_every_path_from_its_start(hw5_diffusion, tmp_path, monkeypatch):
+    figures = []
+    monkeypatch.setattr(hw5_diffusion, "save_figure", lambda fig, path: figures.append(fig) or path)
+    trajectory = torch.zeros(5, 3, 2)  # 2 levels x 2 steps + the start, 3 samples
+    trajectory[0, 0] = torch.tensor([30.0, -20.0])  # one start far from the final samples in [0, 1]^2
+    hw5_diffusion.plot_trajectories(trajectory, torch.rand(3, 2), torch.tensor([2.0, 1.0]), tmp_path / "t.png")
+    (ax,) = figures[0].axes
+    assert ax.get_xlim()[0] < 0 and ax.get_xlim()[1] > 30 and ax.get_ylim()[0] < -20 and ax.get_ylim()[1] > 1
+
+
 # ----------------------------------------------------------------------------------------------------
 # The command line
 
