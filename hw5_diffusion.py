@@ -236,6 +236,10 @@ def default_noise_levels(points: torch.Tensor, sigma_max: Optional[float], sigma
     if sigma_max is None:
         subset = points[torch.randperm(len(points), generator=torch.Generator().manual_seed(0))[:4096]]
         sigma_max = torch.cdist(subset, subset).max().item()
+    if num_levels == 1:  # plain Langevin dynamics at a single noise level
+        if sigma_min is not None:
+            note("with --num-levels 1 the one noise level is --sigma-max: --sigma-min is not used")
+        return generate_noise_levels(sigma_max, sigma_max, 1)
     if sigma_min is None:
         sigma_min = SIGMA_MIN_FRACTION * data_spread(points)[1].item()
     require(0 < sigma_min < sigma_max, f"need 0 < sigma-min < sigma-max, got sigma-min {sigma_min:.4g} and "
@@ -679,8 +683,6 @@ def validate(cfg: Config) -> None:
         value = getattr(cfg, name)
         require(value is None or (math.isfinite(value) and value > 0),
                 f"--{name.replace('_', '-')} must be > 0, got {value}")
-    if cfg.num_levels == 1 and cfg.sigma_min is not None:
-        note("with --num-levels 1 the one noise level is --sigma-max: --sigma-min is not used")
 
 
 def run_training(cfg: Config, out_dir: Path, device: str = "auto", resume: bool = False,

@@ -50,7 +50,7 @@ class Config:
     binarize: str = "dynamic"  # 'dynamic': a fresh Bernoulli image each epoch; 'round': the course's fixed rounding
     data: Optional[str] = None  # MNIST source (.npz or torchvision root); None = hw5_utils.default_mnist_source()
     seed: int = 1234
-    matmul_precision: str = "medium"  # training's float32 matmuls: bfloat16 hardware where fast (hw5_utils)
+    matmul_precision: str = "medium"  # float32 matmuls in fit (training, per-epoch test ELBO): see hw5_utils
 
 
 CHECKPOINT = "vae.pt"
@@ -97,9 +97,8 @@ class Decoder(nn.Module):
 class BernoulliLogLikelihood(torch.autograd.Function):
     """log Bernoulli(x; sigmoid(logits)) = sum_j x_j l_j - softplus(l_j): x, logits (B, D) -> (B,).
 
-    torch's binary_cross_entropy_with_logits computes the same, but through log1p, whose AVX-512 kernel runs
-    10x slower than sigmoid and log on some CPUs (AMD EPYC, torch 2.15): a seventh to a fifth of a training step.
-    Here the forward uses those two, and the backward is the closed form d/dl = x - sigmoid(l).
+    The value of torch's binary_cross_entropy_with_logits (negated), without its log1p, whose AVX-512 kernel is
+    slow on some CPUs (README, Speed): softplus from sigmoid and log, and the gradients in closed form.
     """
 
     @staticmethod
@@ -112,7 +111,9 @@ class BernoulliLogLikelihood(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor) -> tuple[Optional[torch.Tensor], torch.Tensor]:
         x, logits = ctx.saved_tensors
         grad = grad.unsqueeze(-1)
-        return grad * logits if ctx.needs_input_grad[0] else None, grad * (x - torch.sigmoid(logits))
+        grad_x = grad * logits if ctx.needs_input_grad[0] else None  # x is data: usually no gradient wanted
+        grad_logits = grad * (x - torch.sigmoid(logits))
+        return grad_x, grad_logits
 
 
 class VAE(nn.Module):
@@ -490,6 +491,8 @@ def run_training(cfg: Config, out_dir: Path, device: str = "auto", resume: bool 
     if resume:
         saved = load_checkpoint(out_dir / CHECKPOINT, CHECKPOINT_KEYS + ("optimizer", "epoch", "rng", "history"),
                                 train_hint(out_dir))
+        if isinstance(saved["config"], dict):  # a run saved before --matmul-precision trained in float32
+            saved["config"].setdefault("matmul_precision", "highest")
         cfg = saved_config(Config, saved, out_dir / CHECKPOINT, epochs=cfg.epochs, data=cfg.data)
     check_seed(cfg.seed)
     require(cfg.matmul_precision in MATMUL_PRECISIONS,
@@ -523,10 +526,10 @@ app = App(help="Variational autoencoder on binarized MNIST (hw5 question 2).")
 OUT_DIR = typer.Option(Path("outputs/vae"), help="Folder for vae.pt, the figures and metrics.json.")
 DATA = typer.Option(None, help="MNIST: a Keras-layout .npz or a torchvision root folder "
                                "[default: $HW5_MNIST, else ../shared/data/mnist10k.npz if present, else data/]")
-MATMUL_PRECISION = typer.Option("medium", help="Float32 matrix products in training (see torch's "
-                                                 "set_float32_matmul_precision): medium runs them on bfloat16 hardware "
-                                                 "where it is fast (2x faster on an AVX512-BF16 CPU), elsewhere as "
-                                                 "highest, plain float32.")
+MATMUL_PRECISION = typer.Option(Config.matmul_precision,
+                                help="Float32 matrix products in training (torch's set_float32_matmul_precision): "
+                                     "medium uses bfloat16 hardware where a CPU has it (2x faster on an AVX512-BF16 "
+                                     "CPU) and TF32 on CUDA; highest is plain float32.")
 IW_SAMPLES = typer.Option(1000, min=1, help="Importance samples per test image for the log-likelihood estimate.")
 
 

@@ -172,9 +172,11 @@ def test_one_noise_level_is_sigma_max_and_a_note_says_sigma_min_is_unused(hw5_di
     points = torch.randn(50, 2)
     levels = hw5_diffusion.default_noise_levels(points, sigma_max=2.0, sigma_min=0.1, num_levels=1)
     assert levels.tolist() == [pytest.approx(2.0)]
-    hw5_diffusion.validate(hw5_diffusion.Config(num_levels=1, sigma_min=0.1))
     assert "--sigma-min is not used" in capsys.readouterr().err
-    hw5_diffusion.validate(hw5_diffusion.Config(num_levels=2, sigma_min=0.1))
+    tiny = hw5_diffusion.default_noise_levels(points, sigma_max=1e-3, sigma_min=None, num_levels=1)
+    assert tiny.tolist() == [pytest.approx(1e-3)]  # below the default sigma-min, which plays no part
+    assert capsys.readouterr().err == ""
+    hw5_diffusion.default_noise_levels(points, sigma_max=2.0, sigma_min=0.1, num_levels=2)
     assert capsys.readouterr().err == ""
 
 

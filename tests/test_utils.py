@@ -170,10 +170,13 @@ def test_pick_device():
 
 def test_matmul_precision_holds_inside_the_block_and_is_restored_even_after_an_error():
     before = torch.get_float32_matmul_precision()
-    for precision in hw5_utils.MATMUL_PRECISIONS:
-        with pytest.raises(ZeroDivisionError), hw5_utils.matmul_precision(precision):
-            assert torch.get_float32_matmul_precision() == precision
-            1 / 0
+    for outer in ("high", "medium"):
+        with hw5_utils.matmul_precision(outer):  # nested: each block restores what it found
+            for precision in hw5_utils.MATMUL_PRECISIONS:
+                with pytest.raises(ZeroDivisionError), hw5_utils.matmul_precision(precision):
+                    assert torch.get_float32_matmul_precision() == precision
+                    1 / 0
+                assert torch.get_float32_matmul_precision() == outer
         assert torch.get_float32_matmul_precision() == before
 
 

@@ -434,7 +434,9 @@ def test_logpdf_bernoulli_logits_gradient_is_x_minus_p_where_the_sigmoid_saturat
 def test_logpdf_bernoulli_logits_gradients_match_finite_differences(hw5_vae):
     """Its hand-written backward, for logits and for x (d/dx = logits), against numerical derivatives in float64."""
     torch.manual_seed(20)
-    logits = (torch.randn(4, 9, dtype=torch.float64) * 3).requires_grad_()
+    logits = torch.cat([torch.randn(3, 9, dtype=torch.float64) * 3, torch.tensor([[40.0, -40.0, 0.0] * 3],
+                                                                                  dtype=torch.float64)])
+    logits.requires_grad_()  # the last row: where the sigmoid saturates, and 0
     x = torch.rand(4, 9, dtype=torch.float64).requires_grad_()  # any x in [0, 1], to check d/dx too
     assert torch.autograd.gradcheck(hw5_vae.VAE.logpdf_bernoulli_logits, (x, logits))
 
@@ -543,23 +545,31 @@ def test_training_runs_at_the_saved_matmul_precision_and_restores_the_global_one
     seen, forward = [], hw5_vae.VAE.forward
 
     def recording_forward(self, *args, **kwargs):
-        if torch.is_grad_enabled():  # a training step, not the evaluation
+        if torch.is_grad_enabled():  # a training step, not an evaluation
             seen.append(torch.get_float32_matmul_precision())
         return forward(self, *args, **kwargs)
 
-    monkeypatch.setattr(hw5_vae.VAE, "forward", recording_forward)
-    before = torch.get_float32_matmul_precision()
-    cfg = hw5_vae.Config(epochs=1, train_size=300, data=str(mnist_path), matmul_precision="high")
-    hw5_vae.run_training(cfg, tmp_path, device="cpu", iw_samples=2)
-    hw5_vae.run_training(hw5_vae.Config(epochs=2), tmp_path, device="cpu", resume=True, iw_samples=2)
-    assert seen == ["high"] * 6 and torch.get_float32_matmul_precision() == before  # 3 batches an epoch
-    assert hw5_vae.Config().matmul_precision == "medium"
+    def resume(epochs: int) -> None:
+        hw5_vae.run_training(hw5_vae.Config(epochs=epochs), tmp_path, device="cpu", resume=True, iw_samples=2)
 
-    state = torch.load(tmp_path / "vae.pt", weights_only=True)
-    state["config"]["matmul_precision"] = "low"  # a hand-edited checkpoint
-    torch.save(state, tmp_path / "vae.pt")
-    with pytest.raises(hw5_utils.UserError, match="matmul precision 'low' is not one of highest, high, medium"):
-        hw5_vae.run_training(hw5_vae.Config(epochs=3), tmp_path, device="cpu", resume=True, iw_samples=2)
+    def edit_saved_config(edit) -> None:
+        state = torch.load(tmp_path / "vae.pt", weights_only=True)
+        edit(state["config"])
+        torch.save(state, tmp_path / "vae.pt")
+
+    monkeypatch.setattr(hw5_vae.VAE, "forward", recording_forward)
+    assert hw5_vae.Config().matmul_precision == "medium"
+    with hw5_utils.matmul_precision("medium"):  # the caller's setting, neither the default nor the run's
+        cfg = hw5_vae.Config(epochs=1, train_size=300, data=str(mnist_path), matmul_precision="high")
+        hw5_vae.run_training(cfg, tmp_path, device="cpu", iw_samples=2)
+        resume(2)  # the saved run's setting, not the default
+        edit_saved_config(lambda config: config.pop("matmul_precision"))  # a run saved before the option
+        resume(3)
+        assert seen == ["high"] * 6 + ["highest"] * 3  # 3 batches an epoch
+        assert torch.get_float32_matmul_precision() == "medium"
+        edit_saved_config(lambda config: config.update(matmul_precision="low"))  # a hand-edited checkpoint
+        with pytest.raises(hw5_utils.UserError, match="matmul precision 'low' is not one of highest, high, medium"):
+            resume(4)
 
 
 def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(hw5_vae, mnist_path, tmp_path, monkeypatch, capsys):
