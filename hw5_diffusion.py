@@ -606,12 +606,12 @@ def plot_trajectories(trajectory: torch.Tensor, samples: torch.Tensor, levels: t
     over the final samples (n, 2); the frame holds every path from its start. trajectory (L · T + 1, n, 2) from
     langevin_dynamics_sample."""
     steps_per_level = (len(trajectory) - 1) // len(levels)
-    ends = trajectory[::steps_per_level].cpu()  # the start, then the end of every level: (L + 1, n, 2)
+    ends, samples = trajectory[::steps_per_level].cpu(), samples.cpu()  # ends (L + 1, n, 2): start, level ends
     count = min(count, trajectory.shape[1])
-    fig, ax = data_axes(*padded_bounds(torch.cat([samples.cpu(), ends[:, :count].reshape(-1, 2)])))
-    ax.scatter(*samples.cpu().T, s=2, color="0.75", label="final samples", rasterized=True)
+    fig, ax = data_axes(*padded_bounds(torch.cat([samples, ends[:, :count].reshape(-1, 2)])))
+    ax.scatter(*samples.T, s=2, color="0.75", label="final samples", rasterized=True)
     for k, color in zip(range(count), plt.cm.tab10.colors):
-        points = torch.cat([ends[:, k], samples[k:k + 1].cpu()])
+        points = torch.cat([ends[:, k], samples[k:k + 1]])
         ax.plot(*points.T, color=color, lw=0.8, alpha=0.7)
         ax.scatter(*points[:-1].T, s=np.linspace(2, 30, len(points) - 1), color=color, zorder=3)
         ax.plot(*points[-1], marker="*", ms=12, color=color, mec="black", mew=0.5, zorder=4)
