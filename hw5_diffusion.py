@@ -1,19 +1,24 @@
-"""Score-based diffusion on 2-D points: denoising score matching + annealed Langevin dynamics (hw5, question 4).
+"""Score-based diffusion on 2-D points: denoising score matching + annealed Langevin dynamics (hw5).
 
     python hw5_diffusion.py train                 # about 35 s on a laptop CPU; writes outputs/diffusion/model.pt
     python hw5_diffusion.py sample                # samples, figures and metrics.json (trains first if needed)
     python hw5_diffusion.py train --data my.npy   # your own (N, 2) points instead of the "CS446" cloud
     python hw5_diffusion.py plot-score --sigma 0.05
     python hw5_diffusion.py evaluate              # sliced W2 and energy distance next to the real-vs-real floor
+    python hw5_diffusion.py train --recipe sp24 --out-dir outputs/diffusion-sp24   # the Spring-2024 handout's
+                                                  # ScoreNet, loss and sampler on create_samples()
 
-The course's model: a noise-conditional score network s_θ(x, σ) ≈ ∇_x log p_σ(x), where p_σ is the data
-blurred by N(0, σ² I), trained at noise levels σ_1 > ... > σ_L with the denoising loss (4.a)
-    L(θ) = Σ_x ‖ s_θ(x̃, σ) + (x̃ − x) / σ² ‖²,   x̃ ~ N(x, σ² I),   one σ drawn per sample,
-then sampled with annealed Langevin dynamics (Algorithm 1): at each level, from the largest to the smallest,
-T steps x ← x + (α_i / 2) s_θ(x, σ_i) + √α_i z with α_i = ε σ_i² / σ_L².
-What makes it good in a minute of CPU (see the README for measurements): inputs and noise levels measured in
-units of the data's spread, random Fourier features, the EDM/NCSNv2 output scaling, the σ²-weighted loss, a
-high learning rate decayed to zero, an EMA of the weights, and one final denoising step.
+Both editions of the course's question are solved here, on one implementation: Fall 2022 (question 4,
+`DiffusionModel` and `ScoreMatching`) and Spring 2024 (question 5, `ScoreNet`, `compute_denoising_loss`,
+`langevin_dynamics_sample`). A noise-conditional score network s_θ(x, σ) ≈ ∇_x log p_σ(x), where p_σ is the
+data blurred by N(0, σ² I), is trained at noise levels σ_1 > ... > σ_L with the denoising loss
+    L(θ) = Σ_x ‖ s_θ(x̃, σ) + (x̃ − x) / σ² ‖²,   x̃ ~ N(x, σ² I),   one σ drawn per sample
+(Spring 2024 weighs each term by λ(σ) = σ²/2 and averages), then sampled with annealed Langevin dynamics: at
+each level, from the largest to the smallest, T steps x ← x + a_i s_θ(x, σ_i) + √(2 a_i) z with a step a_i
+proportional to σ_i² (Fall 2022 writes a_i = α_i / 2, α_i = ε σ_i² / σ_L²; Spring 2024 a_i = ε σ_i² / σ_L²).
+What makes the default recipe good in a minute of CPU (see the README for measurements): inputs and noise levels
+measured in units of the data's spread, random Fourier features, the EDM/NCSNv2 output scaling, the
+σ²-weighted loss, a high learning rate decayed to zero, an EMA of the weights, and one final denoising step.
 """
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ import shlex
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Literal, Optional, Sequence
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -37,9 +42,10 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from hw5_utils import (App, Checkpointer, DEVICE, OVERWRITE, RESUME, UserError, check_new_run, check_out_dir,
-                       check_seed, get_rng_state, load_checkpoint, load_run, load_weights, note, pick_device, progress,
-                       require, restore_training, save_array, save_figure, save_gif, saved_config, seed_everything,
-                       typed_options, write_metrics)
+                       check_seed, create_samples, get_rng_state, load_checkpoint, load_run, load_weights, note,
+                       pick_device, progress, require, restore_training, save_array, save_figure, save_gif,
+                       saved_config, seed_everything, typed_options, write_metrics)
+from hw5_utils import plot_score as plot_course_score
 
 # ----------------------------------------------------------------------------------------------------
 # Hyperparameters (the command line's defaults)
@@ -47,6 +53,7 @@ from hw5_utils import (App, Checkpointer, DEVICE, OVERWRITE, RESUME, UserError, 
 
 @dataclass
 class Config:
+    recipe: str = "ours"                 # 'ours', or 'sp24': the Spring-2024 handout's network, loss and sampler
     dataset: str = "cs446"
     data: Optional[str] = None           # an (N, 2) .npy file; replaces `dataset` when given
     n_points: int = 2000                 # size of a built-in data set (the course's cs446.npy had 2000)
@@ -79,6 +86,262 @@ TRACKED_POINTS = 2000                   # the trajectory (for the figures) is ke
 EVAL_SIZE = 2000                        # evaluation compares batches of 2000 samples with 2000 fresh data points,
 EVAL_BATCHES = 5                        # five such batches (10 000 samples),
 EVAL_DRAWS = 40                         # against 40 fresh data draws; the floor averages 40 pairs of data draws
+# The Spring-2024 handout's recipe (question 5): ScoreNet(8 layers, 128 wide) on create_samples(), its loss, σ from
+# 0.3 to 0.01, and its sampler (x_0 ~ N(0, I), ε = 2e-5); the options typed replace these values. Two changes, both
+# measured (README): Adam at 2e-3 with this script's warm-up and cosine decay, where the handout's constant 0.01
+# leaves the network at the trivial solution (loss 0.98 after 5000 iterations) and a constant rate leaves the last
+# weights noisy; and SP24_ITERATIONS instead of the handout's 50000.
+SP24_ITERATIONS = 20000
+SP24 = dict(recipe="sp24", dataset="cs446-sp24", n_points=1169, iterations=SP24_ITERATIONS, lr=2e-3, ema_decay=0.0,
+            sigma_max=0.3, sigma_min=0.01, num_levels=10, num_layers=8, hidden_units=128)
+RECIPES = {"ours": {}, "sp24": SP24}
+SP24_EPS = 2e-5                         # the Spring-2024 sampler's ε: its steps are α_i = ε σ_i² / σ_L²
+
+# ====================================================================================================
+# The course's code. Both editions share the mathematics: the denoising residual and annealed Langevin dynamics.
+
+
+def denoising_residuals(scorenet: Callable, samples: torch.Tensor, sigmas: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Denoising score matching, per sample: one σ drawn uniformly from sigmas (L,) for each of samples (N, 2),
+    x̃ = x + σ z with z ~ N(0, I) -> the residuals ‖s(x̃, σ) + (x̃ − x) / σ²‖², (N,), and the σ drawn, (N,).
+
+    −(x̃ − x) / σ² is the score of N(x̃; x, σ² I); averaged over the data it is the score of the data blurred by
+    σ, so the residual is smallest, on average, for the blurred data's score (Vincent 2011).
+    """
+    levels = torch.as_tensor(np.asarray(sigmas) if not torch.is_tensor(sigmas) else sigmas,
+                             dtype=samples.dtype, device=samples.device).flatten()
+    sigma_chosen = levels[torch.randint(len(levels), (len(samples),), device=samples.device)]  # (N,)
+    sigma = sigma_chosen[:, None]
+    perturbed = samples + sigma * torch.randn_like(samples)
+    residuals = (scorenet(perturbed, sigma_chosen) + (perturbed - samples) / sigma ** 2).square().sum(1)
+    return residuals, sigma_chosen
+
+
+def annealed_langevin(scorenet: Callable, x: torch.Tensor, sigmas: Any, iterations: int, eps: float,
+                      trajectory: Optional[list] = None) -> torch.Tensor:
+    """Annealed Langevin dynamics from x (N, 2) -> (N, 2): for each noise level σ_i, from the largest to the
+    smallest, `iterations` steps
+        x ← x + a_i s(x, σ_i) + √(2 a_i) z,   z ~ N(0, I),   a_i = eps · σ_i² / σ_L²   (σ_L the smallest level).
+    At each level this is Langevin dynamics of the data blurred by σ_i; a step shrinking with σ_i² explores every
+    level's own scale alike (NCSN). Annealing only works from coarse to fine, so the levels are sorted largest
+    first whatever order they come in. trajectory: a list that receives every new state (N, 2).
+    """
+    levels = torch.as_tensor(np.asarray(sigmas) if not torch.is_tensor(sigmas) else sigmas,
+                             dtype=x.dtype).flatten().sort(descending=True).values
+    sigma_min = levels[-1].item()
+    for sigma in levels.tolist():
+        step = eps * (sigma / sigma_min) ** 2
+        for _ in range(iterations):
+            x = x + step * scorenet(x, sigma) + math.sqrt(2 * step) * torch.randn_like(x)
+            if trajectory is not None:
+                trajectory.append(x)
+    return x
+
+
+# ----------------------------------------------------------------------------------------------------
+# Fall 2022 (question 4): DiffusionModel and ScoreMatching
+
+
+def generate_noise_levels(sigma_max: float, sigma_min: float, num_levels: int) -> torch.Tensor:
+    """The geometric sequence from sigma_max to sigma_min -> (num_levels,) float32, largest first.
+
+    (Given the other way round, the sequence runs from the first argument to the second, smallest first.)
+    """
+    return torch.exp(torch.linspace(math.log(sigma_max), math.log(sigma_min), num_levels))
+
+
+class DiffusionModel(nn.Module):
+    """The noise-conditional score network s_θ(x, σ): x (N, 2), σ a float or (N,) / (N, 1) tensor -> (N, 2).
+
+    With c = `center` and s = `scale`, the data's mean and spread (buffers, saved with the weights; by default
+    those of the course's data, the unit square):
+        s_θ(x, σ) = −(x − c) / (σ² + s²)  +  s F_θ(x, σ) / (σ √(σ² + s²)).
+    The first term is the exact score of the data seen as one blob N(c, s² I), blurred by σ; the network F only
+    adds the data's shape, and the 1/σ factor (NCSNv2; EDM's preconditioning, Karras et al. 2022) keeps F's
+    output of unit size at every noise level. F is an MLP on random Fourier features of x / √(σ² + s²)
+    measured from c (Tancik et al. 2020: they let a small MLP draw sharp edges) and on sin/cos of log σ.
+    """
+
+    def __init__(self, hidden_units: int = 128, num_layers: int = 3, fourier_features: int = 32,
+                 fourier_scale: float = 1.0, center: tuple[float, float] = (0.5, 0.5), scale: float = 1 / 3) -> None:
+        super().__init__()
+        self.register_buffer("center", torch.tensor(center, dtype=torch.float32))
+        self.register_buffer("scale", torch.tensor(scale, dtype=torch.float32))
+        self.register_buffer("fourier", 2 * math.pi * fourier_scale * torch.randn(2, fourier_features))
+        self.register_buffer("sigma_frequencies", torch.arange(1.0, 5.0))
+        layers, width = [], 2 + 2 * fourier_features + 2 * len(self.sigma_frequencies)
+        for _ in range(num_layers):
+            layers += [nn.Linear(width, hidden_units), nn.SiLU()]
+            width = hidden_units
+        self.net = nn.Sequential(*layers, nn.Linear(width, 2))
+
+    def measure(self, points: torch.Tensor) -> None:
+        """Take `center` and `scale` from the data points (N, 2) (before training)."""
+        center, scale = data_spread(points)
+        self.center.copy_(center)
+        self.scale.copy_(scale)
+
+    def forward(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
+        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1, 1).expand(len(x), 1)
+        x, sigma = (x - self.center) / self.scale, sigma / self.scale  # in units of the data's spread
+        total = sigma ** 2 + 1  # the variance of x̃ = x + σz, were the data N(0, I)
+        inputs = x / total.sqrt()
+        angles, log_sigma = inputs @ self.fourier, torch.log(sigma) / 4 * self.sigma_frequencies
+        features = torch.cat([inputs, angles.sin(), angles.cos(), log_sigma.sin(), log_sigma.cos()], 1)
+        return (-x / total + self.net(features) / (sigma * total.sqrt())) / self.scale
+
+
+class ScoreMatching:
+    """The course's score-matching object: a score network `scorenet` and its noise levels (L,), largest first."""
+
+    def __init__(self, scorenet: Optional[nn.Module] = None, noise_levels: Optional[torch.Tensor] = None) -> None:
+        self.scorenet = scorenet if scorenet is not None else DiffusionModel()
+        self.noise_levels = generate_noise_levels(1.0, 0.01, 10) if noise_levels is None else \
+            torch.as_tensor(noise_levels, dtype=torch.float32)
+        self.data: Optional[torch.Tensor] = None  # the points `train` saw, drawn under plot_score's arrows
+
+    generate_noise_levels = staticmethod(generate_noise_levels)  # the starter code called it on the class
+
+    def denoising_loss(self, samples: torch.Tensor, noise_levels: torch.Tensor,
+                       sigma_weighted: bool = False) -> torch.Tensor:
+        """The denoising score matching loss of 4.a: samples (N, 2), noise_levels (L,) -> a scalar.
+
+        L(θ) = Σ_x ‖ s_θ(x̃, σ) + (x̃ − x) / σ² ‖² with x̃ = x + σ z, z ~ N(0, I), and one σ per sample
+        (`sigma_chosen`, (N,)) drawn uniformly from the noise levels. A sum over the samples, as in the
+        handout. sigma_weighted=True multiplies each term by σ² (NCSN's λ(σ) = σ²).
+        """
+        residuals, sigma_chosen = denoising_residuals(self.scorenet, samples, noise_levels)
+        return (residuals * sigma_chosen ** 2 if sigma_weighted else residuals).sum()
+
+    def prior_spread(self) -> torch.Tensor:
+        """√(s² + σ_max²), a scalar: the spread of p_σmax, the data blurred by the largest noise level."""
+        scale = torch.as_tensor(getattr(self.scorenet, "scale", 1 / 3))
+        return torch.sqrt(scale ** 2 + self.noise_levels.max().to(scale) ** 2)
+
+    def initial_random_samples(self, n: int = 2000) -> torch.Tensor:
+        """n starting points for Langevin dynamics, the data seen as one blob: N(c, s² I) -> (n, 2). With the
+        course's data (c = (0.5, 0.5), s = 1/3) that is the course's randn(2000, 2) / 3 + 0.5."""
+        center = torch.as_tensor(getattr(self.scorenet, "center", (0.5, 0.5)))
+        scale = torch.as_tensor(getattr(self.scorenet, "scale", 1 / 3))
+        return center + scale * torch.randn(n, 2, device=center.device)
+
+    @torch.no_grad()
+    def langevin_dynamics_sample(self, x_mod: torch.Tensor, noise_levels: torch.Tensor, iterations: int, lr: float,
+                                 denoise: bool = False, return_trajectory: bool = False):
+        """Annealed Langevin dynamics (Algorithm 1): x_mod (N, 2) -> samples (N, 2).
+
+        For each noise level σ_i, from the largest to the smallest, `iterations` steps
+            x ← x + (α_i / 2) s_θ(x, σ_i) + √α_i z,   z ~ N(0, I),   α_i = lr · σ_i² / σ_L²,
+        `annealed_langevin` with a_i = α_i / 2. The handout writes σ_1 < ... < σ_L but anneals i = 1, ..., L;
+        annealing only works from coarse to fine (NCSN), so σ_L in α_i is the smallest level: the last level
+        steps with α = lr.
+        denoise: end with one step of Tweedie's formula x ← x + σ_L² s_θ(x, σ_L), which removes the noise of
+          the last level (Jolicoeur-Martineau et al. 2020); not part of Algorithm 1, so off by default.
+        return_trajectory: also return every iterate, (L · iterations + 1, N, 2) on the CPU (x_mod first).
+        """
+        trajectory = [x_mod] if return_trajectory else None
+        x_mod = annealed_langevin(self.scorenet, x_mod, noise_levels, iterations, lr / 2, trajectory)
+        if denoise:
+            sigma_min = torch.as_tensor(noise_levels).min().item()
+            x_mod = x_mod + sigma_min ** 2 * self.scorenet(x_mod, sigma_min)
+        return (x_mod, torch.stack([x.cpu() for x in trajectory])) if return_trajectory else x_mod
+
+    def train(self, data: Any, noise_levels: Any, learning_rate: float, iterations: int) -> list[float]:
+        """The course's training: Adam on self.scorenet's denoising loss over data (N, 2) at noise_levels (L,),
+        for `iterations` steps from `learning_rate`. Returns the loss per iteration (per sample).
+
+        This script's recipe (`fit`): the σ²-weighted loss, a warm-up then a cosine decay, and an exponential
+        moving average of the weights, which self.scorenet holds at the end.
+        """
+        device = next(self.scorenet.parameters()).device
+        points = torch.as_tensor(data, dtype=torch.float32).to(device)
+        self.noise_levels = torch.as_tensor(noise_levels, dtype=torch.float32).flatten().to(device)
+        if isinstance(self.scorenet, DiffusionModel):
+            self.scorenet.measure(points)
+        self.data = points
+        cfg = Config(iterations=iterations, lr=learning_rate, batch_size=len(points))
+        ema = ema_of(self.scorenet, cfg.ema_decay)
+        optimizer = torch.optim.Adam(self.scorenet.parameters(), lr=learning_rate)
+        state = fit(self, ema, optimizer, PointCloud("data", points), cfg, Checkpointer(None, unit="iteration"),
+                    {"iteration": 0, "history": [], "train_seconds": 0.0})
+        self.scorenet.load_state_dict(ema.module.state_dict())
+        return state["history"]
+
+    @torch.no_grad()
+    def plot_score(self, path: Path | str = "score_field.png", sigma: Optional[float] = None,
+                   data: Optional[torch.Tensor] = None, grid_size: int = 32,
+                   bounds: Optional[tuple] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw the score field s_θ(x, σ) as arrows on a grid over the data (4.b); save a PNG.
+
+        sigma: default 10% of the data's spread, where the field outlines the data. data (N, 2): default the
+        points `train` saw; drawn underneath, and sets the grid's extent unless bounds ((x0, y0), (x1, y1)) is
+        given ([0, 1]² without either). Arrows show the direction, their colour the length ‖s_θ‖ (log scale).
+        Returns the grid points (M, 2) and the scores there (M, 2).
+        """
+        data = self.data if data is None else data
+        sigma = 0.1 * float(getattr(self.scorenet, "scale", 1 / 3)) if sigma is None else sigma
+        low, high = padded_bounds(data) if bounds is None else (np.asarray(bounds[0]), np.asarray(bounds[1]))
+        step = (high - low).max() / grid_size
+        xs, ys = np.arange(low[0], high[0] + step / 2, step), np.arange(low[1], high[1] + step / 2, step)
+        grid = torch.tensor(np.stack(np.meshgrid(xs, ys), -1).reshape(-1, 2), dtype=torch.float32)
+        device = next(self.scorenet.parameters()).device
+        scores = self.scorenet(grid.to(device), sigma).cpu()
+        length = scores.norm(dim=1)
+        fig, ax = data_axes(low, high)
+        if data is not None:
+            ax.scatter(*data.cpu().T, s=2, color="0.75", rasterized=True, label="data")
+        arrows = ax.quiver(*grid.T, *(scores / length.clamp_min(1e-12)[:, None]).T, length.log10(), cmap="viridis",
+                           angles="xy", pivot="mid", scale=1.2 / step, scale_units="xy", width=0.0025)
+        fig.colorbar(arrows, ax=ax, label="log10 ‖s_θ(x, σ)‖ (arrows: its direction)", location="bottom",
+                     shrink=0.6, aspect=40)
+        ax.set_title(f"Learned score s_θ(x, σ = {sigma:.3g}) over the data")
+        save_figure(fig, Path(path))
+        return grid, scores
+
+
+# ----------------------------------------------------------------------------------------------------
+# Spring 2024 (question 5): ScoreNet, compute_denoising_loss, langevin_dynamics_sample
+
+
+class ScoreNet(nn.Module):
+    """The Spring-2024 score network: s(x, σ) = net(cat[x, σ]) / σ, x (N, 2) -> (N, 2).
+
+    net: n_layers Linear layers, 3 -> latent_dim -> ... -> latent_dim -> 2, with a Softplus between each two.
+    """
+
+    def __init__(self, n_layers: int = 8, latent_dim: int = 128) -> None:
+        super().__init__()
+        widths = [3] + [latent_dim] * (n_layers - 1) + [2]
+        layers = []
+        for k in range(n_layers):
+            layers += [nn.Linear(widths[k], widths[k + 1])] + [nn.Softplus()] * (k < n_layers - 1)
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor, sigmas: float | torch.Tensor) -> torch.Tensor:
+        """x (N, 2); sigmas a float, a 0-d tensor, (N,) or (N, 1) -> (N, 2)."""
+        sigmas = torch.as_tensor(sigmas, dtype=x.dtype, device=x.device).reshape(-1, 1).expand(len(x), 1)
+        return self.net(torch.cat([x, sigmas], dim=-1)) / sigmas
+
+
+def compute_denoising_loss(scorenet: Callable, training_data: torch.Tensor, sigmas: Any) -> torch.Tensor:
+    """The Spring-2024 loss: training_data (N, 2), sigmas (L,) -> a scalar, the mean over the samples of
+    1/2 λ(σ) ‖s(x̃, σ) + (x̃ − x) / σ²‖² with λ(σ) = σ², one σ drawn uniformly per sample, x̃ = x + σ z."""
+    residuals, sigma_chosen = denoising_residuals(scorenet, training_data, sigmas)
+    return (0.5 * sigma_chosen ** 2 * residuals).mean()
+
+
+@torch.no_grad()
+def langevin_dynamics_sample(scorenet: nn.Module, n_samples: int, sigmas: Any, iterations: int = 100,
+                             eps: float = 0.00002, return_traj: bool = False) -> torch.Tensor:
+    """The Spring-2024 sampler: x_0 ~ N(0, I), (n_samples, 2), then for each σ_i in turn, largest first,
+    `iterations` steps x ← x + α s(x, σ_i) + √(2α) z with α = eps σ_i² / σ_L² (`annealed_langevin`).
+    Returns the samples (n_samples, 2), or with return_traj every state after each step, (n_samples, L·T, 2).
+    """
+    device = next(scorenet.parameters()).device
+    trajectory = [] if return_traj else None
+    x = annealed_langevin(scorenet, torch.randn(n_samples, 2, device=device), sigmas, iterations, eps, trajectory)
+    return torch.stack(trajectory, dim=1) if return_traj else x
+
 
 # ----------------------------------------------------------------------------------------------------
 # Data: the "CS446" glyph cloud, classic 2-D sets, or the user's (N, 2) .npy file
@@ -160,7 +423,22 @@ sample_8gaussians, EIGHT_CENTERS, EIGHT_WEIGHTS = gaussian_mixture(
 # NCSN's example (Song & Ermon 2019, Fig. 3): without annealing, Langevin dynamics gets these weights wrong
 sample_mixture, MIXTURE_CENTERS, MIXTURE_WEIGHTS = gaussian_mixture([[5.0, 5.0], [-5.0, -5.0]], [0.8, 0.2], std=1.0)
 
-DATASETS: dict[str, Callable] = {"cs446": sample_glyphs, "moons": sample_moons, "8gaussians": sample_8gaussians,
+def sample_course_text(n: int, generator: torch.Generator) -> torch.Tensor:
+    """The Spring-2024 data, hw5_utils.create_samples(): each of the 1169 pixels of "CS446" in turn (in a random
+    order, again from the start past 1169) plus N(0, 0.01²) jitter -> (n, 2)."""
+    pixels = torch.as_tensor(course_text_pixels())
+    order = torch.cat([torch.randperm(len(pixels), generator=generator) for _ in range(-(-n // len(pixels)))])[:n]
+    return pixels[order] + 0.01 * torch.randn(n, 2, generator=generator)
+
+
+@functools.lru_cache(maxsize=None)
+def course_text_pixels() -> np.ndarray:
+    """create_samples' points without their jitter, (1169, 2)."""
+    return create_samples(noise=0.0)
+
+
+DATASETS: dict[str, Callable] = {"cs446": sample_glyphs, "cs446-sp24": sample_course_text, "moons": sample_moons,
+                                 "8gaussians": sample_8gaussians,
                                  "swissroll": sample_swissroll, "checkerboard": sample_checkerboard,
                                  "rings": sample_rings, "mixture": sample_mixture}
 MODES = {"8gaussians": (EIGHT_CENTERS, EIGHT_WEIGHTS), "mixture": (MIXTURE_CENTERS, MIXTURE_WEIGHTS)}
@@ -248,143 +526,6 @@ def default_noise_levels(points: torch.Tensor, sigma_max: Optional[float], sigma
 
 
 # ----------------------------------------------------------------------------------------------------
-# Model
-
-
-def generate_noise_levels(sigma_max: float, sigma_min: float, num_levels: int) -> torch.Tensor:
-    """The geometric sequence from sigma_max to sigma_min -> (num_levels,) float32, largest first.
-
-    (Given the other way round, the sequence runs from the first argument to the second, smallest first.)
-    """
-    return torch.exp(torch.linspace(math.log(sigma_max), math.log(sigma_min), num_levels))
-
-
-class DiffusionModel(nn.Module):
-    """The noise-conditional score network s_θ(x, σ): x (N, 2), σ a float or (N,) / (N, 1) tensor -> (N, 2).
-
-    With c = `center` and s = `scale`, the data's mean and spread (buffers, saved with the weights):
-        s_θ(x, σ) = −(x − c) / (σ² + s²)  +  s F_θ(x, σ) / (σ √(σ² + s²)).
-    The first term is the exact score of the data seen as one blob N(c, s² I), blurred by σ; the network F only
-    adds the data's shape, and the 1/σ factor (NCSNv2; EDM's preconditioning, Karras et al. 2022) keeps F's
-    output of unit size at every noise level. F is an MLP on random Fourier features of x / √(σ² + s²)
-    measured from c (Tancik et al. 2020: they let a small MLP draw sharp edges) and on sin/cos of log σ.
-    """
-
-    def __init__(self, hidden_units: int = 128, num_layers: int = 3, fourier_features: int = 32,
-                 fourier_scale: float = 1.0, center: tuple[float, float] = (0.0, 0.0), scale: float = 1.0) -> None:
-        super().__init__()
-        self.register_buffer("center", torch.tensor(center, dtype=torch.float32))
-        self.register_buffer("scale", torch.tensor(scale, dtype=torch.float32))
-        self.register_buffer("fourier", 2 * math.pi * fourier_scale * torch.randn(2, fourier_features))
-        self.register_buffer("sigma_frequencies", torch.arange(1.0, 5.0))
-        layers, width = [], 2 + 2 * fourier_features + 2 * len(self.sigma_frequencies)
-        for _ in range(num_layers):
-            layers += [nn.Linear(width, hidden_units), nn.SiLU()]
-            width = hidden_units
-        self.net = nn.Sequential(*layers, nn.Linear(width, 2))
-
-    def forward(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
-        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1, 1).expand(len(x), 1)
-        x, sigma = (x - self.center) / self.scale, sigma / self.scale  # in units of the data's spread
-        total = sigma ** 2 + 1  # the variance of x̃ = x + σz, were the data N(0, I)
-        inputs = x / total.sqrt()
-        angles, log_sigma = inputs @ self.fourier, torch.log(sigma) / 4 * self.sigma_frequencies
-        features = torch.cat([inputs, angles.sin(), angles.cos(), log_sigma.sin(), log_sigma.cos()], 1)
-        return (-x / total + self.net(features) / (sigma * total.sqrt())) / self.scale
-
-
-class ScoreMatching:
-    """The course's score-matching object: a score network `scorenet` and its noise levels (L,), largest first."""
-
-    def __init__(self, scorenet: Optional[nn.Module] = None, noise_levels: Optional[torch.Tensor] = None) -> None:
-        self.scorenet = scorenet if scorenet is not None else DiffusionModel()
-        self.noise_levels = generate_noise_levels(1.0, 0.01, 10) if noise_levels is None else \
-            torch.as_tensor(noise_levels, dtype=torch.float32)
-
-    generate_noise_levels = staticmethod(generate_noise_levels)  # the starter code called it on the class
-
-    def denoising_loss(self, samples: torch.Tensor, noise_levels: torch.Tensor,
-                       sigma_weighted: bool = False) -> torch.Tensor:
-        """The denoising score matching loss of 4.a: samples (N, 2), noise_levels (L,) -> a scalar.
-
-        L(θ) = Σ_x ‖ s_θ(x̃, σ) + (x̃ − x) / σ² ‖² with x̃ = x + σ z, z ~ N(0, I), and one σ per sample
-        (`sigma_chosen`, (N,)) drawn uniformly from the noise levels. A sum over the samples, as in the
-        handout. sigma_weighted=True multiplies each term by σ² (NCSN's λ(σ) = σ²).
-        """
-        levels = torch.as_tensor(noise_levels, dtype=samples.dtype, device=samples.device).flatten()
-        sigma_chosen = levels[torch.randint(len(levels), (len(samples),), device=samples.device)]  # (N,)
-        sigma = sigma_chosen[:, None]
-        perturbed = samples + sigma * torch.randn_like(samples)
-        per_sample = (self.scorenet(perturbed, sigma_chosen) + (perturbed - samples) / sigma ** 2).square().sum(1)
-        return (per_sample * sigma_chosen ** 2 if sigma_weighted else per_sample).sum()
-
-    def prior_spread(self) -> torch.Tensor:
-        """√(s² + σ_max²), a scalar: the spread of p_σmax, the data blurred by the largest noise level."""
-        scale = self.scorenet.scale
-        return torch.sqrt(scale ** 2 + self.noise_levels.max().to(scale) ** 2)
-
-    def initial_random_samples(self, n: int) -> torch.Tensor:
-        """n starting points for Langevin dynamics: N(c, (s² + σ_max²) I), about p_σmax -> (n, 2)."""
-        center = self.scorenet.center
-        return center + self.prior_spread() * torch.randn(n, 2, device=center.device)
-
-    @torch.no_grad()
-    def langevin_dynamics_sample(self, x_mod: torch.Tensor, noise_levels: torch.Tensor, iterations: int, lr: float,
-                                 denoise: bool = False, return_trajectory: bool = False):
-        """Annealed Langevin dynamics (Algorithm 1): x_mod (N, 2) -> samples (N, 2).
-
-        For each noise level σ_i, from the largest to the smallest, `iterations` steps
-            x ← x + (α_i / 2) s_θ(x, σ_i) + √α_i z,   z ~ N(0, I),   α_i = lr · σ_i² / σ_L².
-        The handout writes σ_1 < ... < σ_L but anneals i = 1, ..., L; annealing only works from coarse to fine
-        (NCSN), so the levels are sorted largest first whatever order they come in, and σ_L in α_i is the
-        smallest level: the last level steps with α = lr, and the step shrinks with σ² so that each level
-        explores its own scale alike.
-        denoise: end with one step of Tweedie's formula x ← x + σ_L² s_θ(x, σ_L), which removes the noise of
-          the last level (Jolicoeur-Martineau et al. 2020); not part of Algorithm 1, so off by default.
-        return_trajectory: also return every iterate, (L · iterations + 1, N, 2) on the CPU (x_mod first).
-        """
-        levels = torch.as_tensor(noise_levels, dtype=x_mod.dtype).flatten().sort(descending=True).values
-        sigma_min = levels[-1]
-        trajectory = [x_mod.cpu()] if return_trajectory else None
-        for sigma in levels.tolist():
-            alpha = lr * (sigma / sigma_min.item()) ** 2
-            for _ in range(iterations):
-                x_mod = x_mod + alpha / 2 * self.scorenet(x_mod, sigma) + math.sqrt(alpha) * torch.randn_like(x_mod)
-                if trajectory is not None:
-                    trajectory.append(x_mod.cpu())
-        if denoise:
-            x_mod = x_mod + sigma_min.item() ** 2 * self.scorenet(x_mod, sigma_min.item())
-        return (x_mod, torch.stack(trajectory)) if return_trajectory else x_mod
-
-    @torch.no_grad()
-    def plot_score(self, path: Path, sigma: float, data: Optional[torch.Tensor] = None, grid_size: int = 32,
-                   bounds: Optional[tuple] = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw the score field s_θ(x, σ) as arrows on a grid over the data (4.b); save a PNG.
-
-        data (N, 2): drawn underneath, and sets the grid's extent unless bounds ((x0, y0), (x1, y1)) is given.
-        Arrows show the direction, their colour the length ‖s_θ‖ (log scale).
-        Returns the grid points (M, 2) and the scores there (M, 2).
-        """
-        low, high = padded_bounds(data) if bounds is None else (np.asarray(bounds[0]), np.asarray(bounds[1]))
-        step = (high - low).max() / grid_size
-        xs, ys = np.arange(low[0], high[0] + step / 2, step), np.arange(low[1], high[1] + step / 2, step)
-        grid = torch.tensor(np.stack(np.meshgrid(xs, ys), -1).reshape(-1, 2), dtype=torch.float32)
-        device = next(self.scorenet.parameters()).device
-        scores = self.scorenet(grid.to(device), sigma).cpu()
-        length = scores.norm(dim=1)
-        fig, ax = data_axes(low, high)
-        if data is not None:
-            ax.scatter(*data.cpu().T, s=2, color="0.75", rasterized=True, label="data")
-        arrows = ax.quiver(*grid.T, *(scores / length.clamp_min(1e-12)[:, None]).T, length.log10(), cmap="viridis",
-                           angles="xy", pivot="mid", scale=1.2 / step, scale_units="xy", width=0.0025)
-        fig.colorbar(arrows, ax=ax, label="log10 ‖s_θ(x, σ)‖ (arrows: its direction)", location="bottom",
-                     shrink=0.6, aspect=40)
-        ax.set_title(f"Learned score s_θ(x, σ = {sigma:.3g}) over the data")
-        save_figure(fig, path)
-        return grid, scores
-
-
-# ----------------------------------------------------------------------------------------------------
 # Training
 
 
@@ -419,9 +560,10 @@ def fit(sm: ScoreMatching, ema: AveragedModel, optimizer: torch.optim.Optimizer,
     """Train from state['iteration'] to cfg.iterations; returns the final state.
 
     Each iteration takes a batch (all points when they fit), draws one σ and one noise per point, and steps Adam
-    on the σ²-weighted loss (cfg.sigma_weighted). The handout's unweighted loss weighs a level by 1/σ²: the
-    smallest level would dominate and the coarse levels, which decide how much mass each part of the data
-    gets, would hardly be learned. Weighted, every level's residual σ s_θ + z has unit size.
+    on the σ²-weighted loss (cfg.sigma_weighted). The Fall-2022 handout's unweighted loss weighs a level by 1/σ²:
+    the smallest level would dominate and the coarse levels, which decide how much mass each part of the data
+    gets, would hardly be learned. Weighted, every level's residual σ s_θ + z has unit size. The Spring-2024
+    recipe trains on its own loss, `compute_denoising_loss` (σ²/2-weighted).
     The loss history records the loss per sample.
     """
     points = cloud.points
@@ -435,7 +577,10 @@ def fit(sm: ScoreMatching, ema: AveragedModel, optimizer: torch.optim.Optimizer,
                 group["lr"] = learning_rate(iteration, cfg)
             batch = points if len(points) <= cfg.batch_size else \
                 points[torch.randint(len(points), (cfg.batch_size,), device=points.device)]
-            loss = sm.denoising_loss(batch, sm.noise_levels, sigma_weighted=cfg.sigma_weighted) / len(batch)
+            if cfg.recipe == "sp24":
+                loss = compute_denoising_loss(sm.scorenet, batch, sm.noise_levels)
+            else:
+                loss = sm.denoising_loss(batch, sm.noise_levels, sigma_weighted=cfg.sigma_weighted) / len(batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -583,8 +728,9 @@ def step_title(step: int, levels: torch.Tensor, steps_per_level: int) -> str:
 
 
 def plot_snapshots(trajectory: torch.Tensor, samples: torch.Tensor, levels: torch.Tensor, data: torch.Tensor,
-                   path: Path) -> Path:
-    """Samples at Langevin steps 0, 200, ..., 800 and the final (denoised) ones. trajectory (L · T + 1, n, 2)."""
+                   path: Path, final: str = "then denoised") -> Path:
+    """Samples at Langevin steps 0, 200, ..., 800 and the final ones (`final`: what came after the last step, for the
+    title). trajectory (L · T + 1, n, 2)."""
     steps = snapshot_steps(len(trajectory) - 1)
     low, high = padded_bounds(data)
     cols = 2 if (high[0] - low[0]) > 1.8 * (high[1] - low[1]) else 3
@@ -592,7 +738,7 @@ def plot_snapshots(trajectory: torch.Tensor, samples: torch.Tensor, levels: torc
     frames = [trajectory[step] for step in steps] + [samples]
     steps_per_level = (len(trajectory) - 1) // len(levels)
     titles = [step_title(step, levels, steps_per_level) for step in steps] + \
-        [f"final: step {len(trajectory) - 1}, then denoised"]
+        [f"final: step {len(trajectory) - 1}{', ' + final if final else ''}"]
     for ax, points, title in zip(axes.flat, frames, titles):
         ax.scatter(*points.cpu().T, s=1.5, color="tab:red", rasterized=True)
         ax.set_title(title)
@@ -601,21 +747,27 @@ def plot_snapshots(trajectory: torch.Tensor, samples: torch.Tensor, levels: torc
 
 
 def plot_trajectories(trajectory: torch.Tensor, samples: torch.Tensor, levels: torch.Tensor, path: Path,
-                      count: int = 8) -> Path:
+                      count: int = 8, every_step: bool = False) -> Path:
     """Where `count` samples stand at the end of each noise level (dots, larger as σ shrinks), joined in order,
     over the final samples (n, 2); the frame holds every path from its start. trajectory (L · T + 1, n, 2) from
-    langevin_dynamics_sample."""
+    langevin_dynamics_sample. every_step: also draw each path through every Langevin step (thin lines, as the
+    Spring-2024 handout's figure of 2 samples does)."""
     steps_per_level = (len(trajectory) - 1) // len(levels)
     ends, samples = trajectory[::steps_per_level].cpu(), samples.cpu()  # ends (L + 1, n, 2): start, level ends
     count = min(count, trajectory.shape[1])
-    fig, ax = data_axes(*padded_bounds(torch.cat([samples, ends[:, :count].reshape(-1, 2)])))
+    paths = trajectory[:, :count].cpu() if every_step else ends[:, :count]
+    fig, ax = data_axes(*padded_bounds(torch.cat([samples, paths.reshape(-1, 2)])))
     ax.scatter(*samples.T, s=2, color="0.75", label="final samples", rasterized=True)
     for k, color in zip(range(count), plt.cm.tab10.colors):
         points = torch.cat([ends[:, k], samples[k:k + 1]])
+        if every_step:
+            ax.plot(*paths[:, k].T, color=color, lw=0.4, alpha=0.6)
         ax.plot(*points.T, color=color, lw=0.8, alpha=0.7)
         ax.scatter(*points[:-1].T, s=np.linspace(2, 30, len(points) - 1), color=color, zorder=3)
         ax.plot(*points[-1], marker="*", ms=12, color=color, mec="black", mew=0.5, zorder=4)
-    ax.set_title(f"Paths of {count} samples: position after each noise level, ★ = final")
+    what = "every step (thin) and the position after each noise level" if every_step else \
+        "position after each noise level"
+    ax.set_title(f"Paths of {count} samples: {what}, ★ = final")
     return save_figure(fig, path)
 
 
@@ -638,7 +790,7 @@ def plot_loss_curve(history: list[float], path: Path, sigma_weighted: bool) -> P
 
 
 def save_sampling_gif(trajectory: torch.Tensor, samples: torch.Tensor, levels: torch.Tensor, data: torch.Tensor,
-                      path: Path, frames: int = 21, points: int = 500) -> Path:
+                      path: Path, frames: int = 21, points: int = 500, final: str = "then denoised") -> Path:
     """An animated GIF of `points` samples moving through the Langevin steps (then the denoised samples)."""
     fig, ax = data_axes(*padded_bounds(data), panel_width=4.0)
     ax.scatter(*data.cpu().T, s=1, color="0.85", rasterized=True)
@@ -647,7 +799,7 @@ def save_sampling_gif(trajectory: torch.Tensor, samples: torch.Tensor, levels: t
     shown = [(step_title(step, levels, steps_per_level), trajectory[step, :points])
              for step in np.linspace(0, len(trajectory) - 1, frames).round().astype(int)]
     images = []
-    for title, points_now in shown + [("final, denoised", samples[:points].cpu())]:
+    for title, points_now in shown + [(f"final{', ' + final if final else ''}", samples[:points].cpu())]:
         dots.set_offsets(points_now.numpy())
         ax.set_title(title)
         fig.canvas.draw()
@@ -664,8 +816,11 @@ def train_hint(out_dir: Path) -> str:
     return f"python hw5_diffusion.py train --out-dir {shlex.quote(str(out_dir))}"
 
 
-def build_model(cfg: Config, points: torch.Tensor) -> DiffusionModel:
-    """A fresh DiffusionModel sized by cfg and measured against the data points (N, 2)."""
+def build_model(cfg: Config, points: torch.Tensor) -> nn.Module:
+    """A fresh score network sized by cfg: a DiffusionModel measured against the data points (N, 2), or for the
+    Spring-2024 recipe a ScoreNet."""
+    if cfg.recipe == "sp24":
+        return ScoreNet(cfg.num_layers, cfg.hidden_units)
     center, scale = data_spread(points.cpu())
     return DiffusionModel(cfg.hidden_units, cfg.num_layers, cfg.fourier_features, cfg.fourier_scale,
                           tuple(center.tolist()), scale.item())
@@ -673,6 +828,7 @@ def build_model(cfg: Config, points: torch.Tensor) -> DiffusionModel:
 
 def validate(cfg: Config) -> None:
     """Check the numeric settings the user gave (the data are checked when they are read)."""
+    require(cfg.recipe in RECIPES, f"unknown recipe '{cfg.recipe}': use {' or '.join(RECIPES)}")
     for name in ("iterations", "batch_size", "num_levels", "hidden_units", "num_layers"):
         require(getattr(cfg, name) >= 1, f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
     require(cfg.fourier_features >= 0, f"--fourier-features must be >= 0, got {cfg.fourier_features}")
@@ -725,7 +881,7 @@ def run_training(cfg: Config, out_dir: Path, device: str = "auto", resume: bool 
         figures = [plot_points(cloud.points, out_dir / "data.png", f"Training data: {len(cloud.points)} points "
                                                                    f"of {cloud.name}"),
                    plot_loss_curve(state["history"], out_dir / "loss_curve.png", cfg.sigma_weighted),
-                   draw_score_field(ScoreMatching(ema.module, sm.noise_levels), cloud.points, out_dir)]
+                   draw_score_field(ScoreMatching(ema.module, sm.noise_levels), cloud.points, out_dir, cfg.recipe)]
         note(f"figures: {', '.join(str(path) for path in figures)}")
     return state
 
@@ -761,36 +917,50 @@ def restore(out_dir: Path, device: str = "auto") -> tuple[ScoreMatching, dict, P
 
 def sampling_defaults(sm: ScoreMatching, state: dict, lr: Optional[float], seed: Optional[int]) -> tuple[float, int]:
     """The Langevin ε and the seed to sample with: the given ones, else ε = LANGEVIN_STEP_RATIO · σ_L² (each
-    level then steps with α_i = LANGEVIN_STEP_RATIO · σ_i²) and the training seed."""
-    return (LANGEVIN_STEP_RATIO * sm.noise_levels.min().item() ** 2 if lr is None else lr,
-            state["config"]["seed"] if seed is None else seed)
+    level then steps with α_i = LANGEVIN_STEP_RATIO · σ_i²), or the Spring-2024 sampler's SP24_EPS, and the
+    training seed."""
+    default = SP24_EPS if state["config"]["recipe"] == "sp24" else LANGEVIN_STEP_RATIO * sm.noise_levels.min().item() ** 2
+    return default if lr is None else lr, state["config"]["seed"] if seed is None else seed
 
 
-def draw_score_field(sm: ScoreMatching, points: torch.Tensor, out_dir: Path, sigma: Optional[float] = None) -> Path:
-    """score_field.png at `sigma` (default: 10% of the data's spread, where the field outlines the data)."""
-    sigma = 0.1 * data_spread(points.cpu())[1].item() if sigma is None else sigma
-    sm.plot_score(Path(out_dir) / "score_field.png", sigma, points)
-    return Path(out_dir) / "score_field.png"
+def draw_score_field(sm: ScoreMatching, points: torch.Tensor, out_dir: Path, recipe: str,
+                     sigma: Optional[float] = None) -> Path:
+    """score_field.png at `sigma` (default: 10% of the data's spread, where the field outlines the data; for the
+    Spring-2024 recipe, the course's plot_score at σ = 0.1)."""
+    path = Path(out_dir) / "score_field.png"
+    if recipe == "sp24":
+        plot_course_score(sm.scorenet, points.cpu(), path, 0.1 if sigma is None else sigma)
+    else:
+        sm.plot_score(path, 0.1 * data_spread(points.cpu())[1].item() if sigma is None else sigma, points)
+    return path
 
 
-def generate(sm: ScoreMatching, n: int, iterations: int, lr: float, seed: int,
-             tracked: int = 0) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """n samples from annealed Langevin dynamics with the final denoising step -> samples (n, 2) on the CPU,
-    and the trajectory of the first `tracked` of them (L · iterations + 1, tracked, 2), or None if tracked is 0.
-    A `UserError` if the dynamics diverged (ε too large for the model)."""
+def generate(sm: ScoreMatching, n: int, iterations: int, lr: float, seed: int, tracked: int = 0,
+             recipe: str = "ours") -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """n samples from annealed Langevin dynamics -> samples (n, 2) on the CPU, and the trajectory of the first
+    `tracked` of them (L · iterations + 1, tracked, 2), or None if tracked is 0. A `UserError` if the dynamics
+    diverged (ε too large for the model).
+
+    The default recipe starts from `initial_random_samples` and ends with the denoising step; the Spring-2024
+    recipe runs its handout's sampler: x_0 ~ N(0, I), steps ε σ_i² / σ_L² (Fall 2022's lr = 2ε), no denoising.
+    """
     seed_everything(seed)
-    start = sm.initial_random_samples(n)
-    run = functools.partial(sm.langevin_dynamics_sample, noise_levels=sm.noise_levels, iterations=iterations, lr=lr,
-                            denoise=True)
+    sp24 = recipe == "sp24"
+    device = next(sm.scorenet.parameters()).device
+    start = torch.randn(n, 2, device=device) if sp24 else sm.initial_random_samples(n)
+    run = functools.partial(sm.langevin_dynamics_sample, noise_levels=sm.noise_levels, iterations=iterations,
+                            lr=2 * lr if sp24 else lr, denoise=not sp24)
     samples, trajectory = run(start[:tracked], return_trajectory=True) if tracked else (run(start), None)
     if n > tracked > 0:
         samples = torch.cat([samples, run(start[tracked:])])
     # Every start lies within a few prior spreads of the center: 100 of them away (or NaN) means ε is too large.
-    center, reach = sm.scorenet.center.cpu(), 100 * sm.prior_spread().item()
+    sigma_max = sm.noise_levels.max().item()
+    center, reach = (torch.zeros(2), 100 * math.sqrt(1 + sigma_max ** 2)) if sp24 else \
+        (sm.scorenet.center.cpu(), 100 * sm.prior_spread().item())
     paths = [samples] if trajectory is None else [samples, trajectory]  # the trajectory is kept on the CPU
     farthest = torch.stack([(path.cpu() - center).norm(dim=-1).max() for path in paths]).max().item()  # NaN stays
     went = f"{farthest:.3g} from the center" if math.isfinite(farthest) else "to inf or NaN"
-    require(farthest < reach, f"Langevin sampling diverged (points went {went}, the prior's spread is "
+    require(farthest < reach, f"Langevin sampling diverged (points went {went}, the start's spread is "
                               f"{reach / 100:.3g}) with step size ε = {lr:.3g}: lower --sampling-lr")
     return samples.cpu(), trajectory
 
@@ -811,7 +981,8 @@ def evaluate_and_save(sm: ScoreMatching, cloud: PointCloud, state: dict, out_dir
     samples = torch.empty(0, 2) if samples is None else samples
     missing = EVAL_BATCHES * EVAL_SIZE - len(samples)
     if missing > 0:
-        samples = torch.cat([samples, generate(sm, missing, iterations, lr, seed + 1)[0]])
+        samples = torch.cat([samples, generate(sm, missing, iterations, lr, seed + 1,
+                                               recipe=state["config"]["recipe"])[0]])
     metrics = evaluate(samples, cloud, seed=seed + 2)
     metrics.update(train_seconds=round(state.get("train_seconds", 0.0), 2), iterations=state.get("iteration"),
                    noise_levels=[round(s, 6) for s in sm.noise_levels.tolist()], sampling_iterations=iterations,
@@ -846,16 +1017,19 @@ def run_sampling(out_dir: Path, n_samples: int = 2000, iterations: int = SAMPLIN
     sm, state, cloud = restore(out_dir, device)
     lr, seed = sampling_defaults(sm, state, lr, seed)
     note(f"sampling {n_samples} points: {len(sm.noise_levels)} levels x {iterations} Langevin steps, ε = {lr:.3g}")
-    samples, trajectory = generate(sm, n_samples, iterations, lr, seed, tracked=min(n_samples, TRACKED_POINTS))
+    recipe = state["config"]["recipe"]
+    final = "" if recipe == "sp24" else "then denoised"  # the Spring-2024 sampler has no denoising step
+    samples, trajectory = generate(sm, n_samples, iterations, lr, seed, min(n_samples, TRACKED_POINTS), recipe)
     save_array(samples.numpy(), out_dir / "samples.npy")
     metrics = evaluate_and_save(sm, cloud, state, out_dir, iterations, lr, seed, samples)
     data = cloud.points
     figures = [plot_samples(samples, data, out_dir / "samples.png",
                             f"{len(samples)} generated samples: sliced W2 {metrics['sliced_w2_vs_floor']:.2f}x, "
                             f"energy distance {metrics['energy_distance_vs_floor']:.2f}x the floor"),
-               plot_snapshots(trajectory, samples, sm.noise_levels, data, out_dir / "snapshots.png"),
-               plot_trajectories(trajectory, samples, sm.noise_levels, out_dir / "trajectories.png"),
-               save_sampling_gif(trajectory, samples, sm.noise_levels, data, out_dir / "sampling.gif")]
+               plot_snapshots(trajectory, samples, sm.noise_levels, data, out_dir / "snapshots.png", final),
+               plot_trajectories(trajectory, samples, sm.noise_levels, out_dir / "trajectories.png",
+                                 *((2, True) if recipe == "sp24" else ())),
+               save_sampling_gif(trajectory, samples, sm.noise_levels, data, out_dir / "sampling.gif", final=final)]
     note(f"wrote {out_dir / 'samples.npy'}, {out_dir / 'metrics.json'}, figures: "
          f"{', '.join(str(path) for path in figures)}")
     return metrics
@@ -876,7 +1050,12 @@ SAMPLING_SEED = typer.Option(None, help="Seed for sampling [default: the trainin
 
 
 @app.command()
-def train(ctx: typer.Context, iterations: Optional[int] = typer.Option(None, min=1, show_default=str(Config.iterations),
+def train(ctx: typer.Context,
+          recipe: Literal["ours", "sp24"] = typer.Option(
+              "ours", help="ours: this script's recipe on --dataset; sp24: the Spring-2024 handout's (ScoreNet of 8 "
+                           "layers, its loss, σ from 0.3 to 0.01, create_samples() data, and its sampler; Adam at "
+                           "2e-3, 20000 iterations): options typed replace its values."),
+          iterations: Optional[int] = typer.Option(None, min=1, show_default=str(Config.iterations),
                                                    help="Training iterations (with --resume: the total, by "
                                                         "default the saved run's)."),
           lr: float = typer.Option(Config.lr, help="Peak Adam learning rate (cosine-decayed to 0)."),
@@ -899,10 +1078,11 @@ def train(ctx: typer.Context, iterations: Optional[int] = typer.Option(None, min
           out_dir: Path = OUT_DIR, seed: int = Config.seed, device: str = DEVICE,
           resume: bool = RESUME, overwrite: bool = OVERWRITE) -> None:
     """Train the score model; save model.pt and the data, loss-curve and score-field figures in --out-dir."""
-    iterations = iterations or (0 if resume else Config.iterations)  # 0: the saved run's total
-    cfg = Config(dataset=dataset, data=str(data) if data else None, n_points=n_points, iterations=iterations,
-                 batch_size=batch_size, lr=lr, sigma_max=sigma_max, sigma_min=sigma_min, num_levels=num_levels,
-                 sigma_weighted=sigma_weighted, hidden_units=hidden_units, seed=seed)
+    typed = {name: value for name, value in ctx.params.items()  # over the recipe's values, which are over the defaults
+             if name in Config.__dataclass_fields__ and ctx.get_parameter_source(name).name == "COMMANDLINE"}
+    cfg = Config(**{**asdict(Config()), **RECIPES[recipe], **typed, "data": str(data) if data else None})
+    if resume:
+        cfg.iterations = iterations or 0  # 0: the saved run's total
     run_training(cfg, out_dir, device, resume, ignored_on_resume=typed_options(ctx, but=OPTIONS_RESUME_USES),
                  overwrite=overwrite)
     note(f"next: python hw5_diffusion.py sample --out-dir {shlex.quote(str(out_dir))}")
@@ -921,12 +1101,13 @@ def sample(n_samples: int = N_SAMPLES, sampling_iterations: int = SAMPLING_ITERA
 
 @app.command("plot-score")
 def plot_score_command(sigma: Optional[float] = typer.Option(None, help="Noise level to draw the score at "
-                                                                        "[default: 10% of the data's spread]."),
+                                                                        "[default: 10% of the data's spread; "
+                                                                        "0.1 for --recipe sp24]."),
                        out_dir: Path = OUT_DIR, device: str = DEVICE) -> None:
     """Draw the learned score field over the data: --out-dir/score_field.png."""
     require(sigma is None or (math.isfinite(sigma) and sigma > 0), f"--sigma must be > 0, got {sigma}")
-    sm, _, cloud = restore(out_dir, device)
-    note(f"wrote {draw_score_field(sm, cloud.points, out_dir, sigma)}")
+    sm, state, cloud = restore(out_dir, device)
+    note(f"wrote {draw_score_field(sm, cloud.points, out_dir, state['config']['recipe'], sigma)}")
 
 
 @app.command("evaluate")

@@ -32,8 +32,8 @@ from torch import nn
 from torchvision.utils import make_grid
 
 from hw5_utils import (App, Checkpointer, DEVICE, MNIST, OVERWRITE, RESUME, UserError, check_new_run, check_out_dir,
-                       check_seed, get_rng_state, judge_digits, load_checkpoint, load_judge, load_mnist, load_run,
-                       load_weights, note, pick_device, plot_image_grid, progress, require, restore_training,
+                       check_seed, get_rng_state, judge_digits, load_checkpoint, load_judge, load_run,
+                       load_weights, note, pick_device, plot_image_grid, progress, read_mnist, require, restore_training,
                        save_figure, save_gif, saved_config, seed_everything, typed_options, write_metrics)
 
 # ----------------------------------------------------------------------------------------------------
@@ -65,6 +65,7 @@ OPTIONS_RESUME_USES = ("epochs", "data", "out_dir", "device", "resume", "overwri
 GRID_EVERY = 10        # the course's test_{epoch}.png: at epoch 0 and every 10 epochs (and the last)
 N_FIXED = 64           # fixed noise vectors: the 8x8 grids and the progression GIF
 EVAL_SAMPLES = 2000    # generated digits scored by the judge (against as many real test digits)
+D_PROBE = 512          # real and generated digits on which D's mean outputs are followed, epoch by epoch
 
 # ----------------------------------------------------------------------------------------------------
 # Model: the course's networks
@@ -218,17 +219,21 @@ class GAN:
         """n noise vectors z ~ U[-1, 1]^zdim, (n, zdim)."""
         return 2 * torch.rand(n, self._zdim, device=self._dev) - 1
 
-    def _get_loss_d(self, batch_size: int, batch_data: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    def _get_loss_d(self, batch_size: int, batch_data: torch.Tensor, z: torch.Tensor,
+                    fake: torch.Tensor | None = None) -> torch.Tensor:
         """The discriminator's loss on real images batch_data (B, 1, 28, 28) and fakes G(z), z (B, zdim).
 
         batch_size is the course's argument (B); the labels follow the logits' shapes. G(z) is detached:
-        this loss trains D only.
+        this loss trains D only. fake: G(z) when the caller has computed it already (the training loop does,
+        once per batch).
         """
-        return discriminator_loss(self.disc(batch_data), self.disc(self.gen(z).detach()))
+        fake = self.gen(z) if fake is None else fake
+        return discriminator_loss(self.disc(batch_data), self.disc(fake.detach()))
 
-    def _get_loss_g(self, batch_size: int, z: torch.Tensor) -> torch.Tensor:
-        """The generator's loss (non-saturating unless built with loss='minimax') for z (B, zdim)."""
-        return generator_loss(self.disc(self.gen(z)), self.loss)
+    def _get_loss_g(self, batch_size: int, z: torch.Tensor, fake: torch.Tensor | None = None) -> torch.Tensor:
+        """The generator's loss (non-saturating unless built with loss='minimax') for z (B, zdim); fake: G(z)
+        when the caller has computed it already."""
+        return generator_loss(self.disc(self.gen(z) if fake is None else fake), self.loss)
 
     @torch.no_grad()
     def generate(self, z: torch.Tensor, chunk: int = 1000) -> torch.Tensor:
@@ -263,20 +268,19 @@ def train_epoch(gan: GAN, opt_gen: torch.optim.Optimizer, opt_disc: torch.optim.
                 cfg: Config) -> torch.Tensor:
     """One pass over images (N, 1, 28, 28) in shuffled full batches (the course drops the last partial one).
 
-    Per batch, as in the course: z ~ U[-1, 1]; iter_d steps of D on the batch and G(z); iter_g steps of G on
-    the same z. G(z) is computed once: the D steps do not change G, so the first G step reuses it (the course
-    recomputes it, and also back-propagates D's loss through G only to discard those gradients).
-    Returns per-iteration rows (loss_d, loss_g, mean D(x), mean D(G(z))), (N // batch_size, 4).
+    Per batch, as in the course: z ~ U[-1, 1]; iter_d steps of D on `_get_loss_d` of the batch and G(z); iter_g
+    steps of G on `_get_loss_g` of the same z. G(z) is computed once: the D steps do not change G, so the first
+    G step reuses it (the course recomputes it, and also back-propagates D's loss through G only to discard
+    those gradients). Returns per-iteration rows (loss_d, loss_g), (N // batch_size, 2).
     """
-    n_batches = len(images) // cfg.batch_size
-    order = torch.randperm(len(images), device=images.device)[:n_batches * cfg.batch_size]
-    stats = torch.empty(n_batches, 4, device=images.device)
-    for i, batch in enumerate(order.view(n_batches, cfg.batch_size)):
-        real, z = images[batch], gan.sample_z(cfg.batch_size)
+    n_batches, size = len(images) // cfg.batch_size, cfg.batch_size
+    order = torch.randperm(len(images), device=images.device)[:n_batches * size]
+    losses = torch.empty(n_batches, 2, device=images.device)
+    for i, batch in enumerate(order.view(n_batches, size)):
+        real, z = images[batch], gan.sample_z(size)
         fake = gan.gen(z)
         for _ in range(cfg.iter_d):
-            logits_real, logits_fake = gan.disc(real), gan.disc(fake.detach())
-            loss_d = discriminator_loss(logits_real, logits_fake)
+            loss_d = gan._get_loss_d(size, real, z, fake)
             opt_disc.zero_grad(set_to_none=True)
             loss_d.backward()
             opt_disc.step()
@@ -284,14 +288,23 @@ def train_epoch(gan: GAN, opt_gen: torch.optim.Optimizer, opt_disc: torch.optim.
         for step in range(cfg.iter_g):
             if step:
                 fake = gan.gen(z)  # G changed in the previous step
-            loss_g = generator_loss(gan.disc(fake), cfg.loss)
+            loss_g = gan._get_loss_g(size, z, fake)
             opt_gen.zero_grad(set_to_none=True)
             loss_g.backward()
             opt_gen.step()
         gan.disc.requires_grad_(True)
-        stats[i] = torch.stack([loss_d, loss_g, torch.sigmoid(logits_real).mean(),
-                                torch.sigmoid(logits_fake).mean()]).detach()
-    return stats
+        losses[i] = torch.stack([loss_d, loss_g]).detach()
+    return losses
+
+
+@torch.no_grad()
+def mean_d_outputs(gan: GAN, real: torch.Tensor, z: torch.Tensor) -> tuple[float, float]:
+    """What D believes: its mean output D(x) on real images (N, 1, 28, 28) and D(G(z)) on G's images of z
+    (N, zdim), both networks in eval mode."""
+    gan.disc.eval()
+    d_real, d_fake = (torch.sigmoid(gan.disc(images)).mean().item() for images in (real, gan.generate(z)))
+    gan.disc.train()
+    return d_real, d_fake
 
 
 def training_state(gan: GAN, opt_gen: torch.optim.Optimizer, opt_disc: torch.optim.Optimizer, cfg: Config,
@@ -318,18 +331,20 @@ def fit(gan: GAN, opt_gen: torch.optim.Optimizer, opt_disc: torch.optim.Optimize
 
     if epoch == 0:
         record_samples(0)
+    # D's outputs are followed on the same images every epoch: the first real digits and noise of a fixed seed
+    probe_real = images[:D_PROBE]
+    probe_z = (2 * torch.rand(D_PROBE, cfg.zdim, generator=torch.Generator().manual_seed(0)) - 1).to(images.device)
     bar = progress(range(epoch, cfg.epochs), initial=epoch, total=cfg.epochs, desc=f"GAN ({cfg.arch})",
                    unit="epoch")
     with checkpointer.guard():
         for epoch in bar:
             tic = time.perf_counter()
-            loss_d, loss_g, d_real, d_fake = train_epoch(gan, opt_gen, opt_disc, images, cfg).T.tolist()
+            loss_d, loss_g = train_epoch(gan, opt_gen, opt_disc, images, cfg).T.tolist()
             seconds += time.perf_counter() - tic
             checkpointer.check_finite(sum(loss_d) + sum(loss_g), epoch)
-            for key, values in (("loss_d", loss_d), ("loss_g", loss_g)):
+            d_real, d_fake = mean_d_outputs(gan, probe_real, probe_z)
+            for key, values in (("loss_d", loss_d), ("loss_g", loss_g), ("d_real", [d_real]), ("d_fake", [d_fake])):
                 history.setdefault(key, []).extend(values)
-            for key, values in (("d_real", d_real), ("d_fake", d_fake)):
-                history.setdefault(key, []).append(sum(values) / len(values))
             record_samples(epoch + 1)
             checkpointer.snapshot(training_state(gan, opt_gen, opt_disc, cfg, epoch + 1, history, seconds, fixed_z,
                                                  frames))
@@ -382,14 +397,15 @@ def plot_losses(history: dict, iters_per_epoch: int, path: Path, loss: str = "no
 
 
 def plot_d_outputs(history: dict, path: Path) -> Path:
-    """Mean D(x) on real and D(G(z)) on generated images per epoch; 0.5 is D unable to tell them apart."""
+    """Mean D(x) on real and D(G(z)) on generated images after each epoch (the same D_PROBE images each time);
+    0.5 is D unable to tell them apart."""
     fig, ax = plt.subplots(figsize=(7, 4))
     epochs = range(1, len(history.get("d_real", [])) + 1)
     ax.plot(epochs, history.get("d_real", []), marker="o", ms=3, label="mean D(x), real images")
     ax.plot(epochs, history.get("d_fake", []), marker="o", ms=3, label="mean D(G(z)), generated images")
     ax.axhline(0.5, color="grey", ls="--", lw=1, label="0.5: D cannot tell")
     ax.set_ylim(0, 1)
-    return _save_epoch_plot(fig, ax, "discriminator output", "What the discriminator believes, per epoch", path)
+    return _save_epoch_plot(fig, ax, "discriminator output", "What the discriminator believes, after each epoch", path)
 
 
 def _save_epoch_plot(fig: plt.Figure, ax: plt.Axes, ylabel: str, title: str, path: Path) -> Path:
@@ -455,7 +471,7 @@ def evaluate_and_save(gan: GAN, state: dict, out_dir: Path, data: Path | str | N
                       n: int = EVAL_SAMPLES) -> dict:
     """Score a trained GAN (and the same networks untrained) with the judge; write out_dir/metrics.json."""
     cfg = state["config"]
-    mnist = load_mnist(data or cfg["data"], 0, "none", gan._dev)
+    mnist = read_mnist(data or cfg["data"], 0, "none", gan._dev)
     metrics = evaluate(gan, mnist, n)
     untrained = GAN(gan._zdim, gan.arch, gan.loss, gan._dev, gan.seed)
     metrics["untrained_frechet_distance"] = evaluate(untrained, mnist, n)["frechet_distance"]
@@ -491,7 +507,7 @@ def run_training(cfg: Config, out_dir: Path, device: str | torch.device = "auto"
             "--epochs, --batch-size, --zdim, --iter-d and --iter-g must be at least 1")
     require(cfg.arch != "dcgan" or cfg.batch_size >= 2,
             "--arch dcgan needs --batch-size of at least 2 (its batch normalization averages over the batch)")
-    data = load_mnist(cfg.data, cfg.train_size, "none", dev)
+    data = read_mnist(cfg.data, cfg.train_size, "none", dev)
     cfg.data = data.source
     images = data.train_images.view(-1, 1, 28, 28)
     require(cfg.batch_size <= len(images), f"--batch-size {cfg.batch_size} is larger than the {len(images)} "

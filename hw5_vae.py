@@ -4,6 +4,9 @@
     python hw5_vae.py plot                   # redraw the figures from outputs/vae/vae.pt
     python hw5_vae.py evaluate               # test ELBO and importance-weighted log-likelihood
 
+The course's Fall-2022 template is solved here too: `VAE(parse_args())`, `vae.train()`, the three
+`visualize_*()` figures and `main()`, as its starter calls them.
+
 The course's model: an encoder q(z|x) = N(mu(x), diag sigma_square(x)) (MLP 784-500-2x2, tanh), the prior
 p(z) = N(0, I) and a decoder p(x|z) = Bernoulli(p(z)) (MLP 2-500-784, tanh then sigmoid). Training maximizes
 the ELBO  E_q[log p(x|z) + log p(z) - log q(z|x)], estimated with one reparameterized z per image (Eq. 2).
@@ -15,6 +18,7 @@ closed form (Eq. 1: the same objective with lower-variance gradients), and Adam'
 """
 from __future__ import annotations
 
+import argparse
 import math
 import shlex
 import time
@@ -23,6 +27,7 @@ from pathlib import Path
 from typing import Literal, Optional, Sequence
 
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 import typer
 from matplotlib.ticker import MaxNLocator
@@ -30,8 +35,9 @@ from torch import nn
 
 from hw5_utils import (App, Checkpointer, DEVICE, MATMUL_PRECISIONS, MNIST, OVERWRITE, RESUME, UserError, check_new_run,
                        check_out_dir, check_seed, get_rng_state, judge_digits, load_checkpoint, load_judge, load_mnist,
-                       load_run, load_weights, matmul_precision, note, pick_device, plot_image_grid, progress, require,
-                       restore_training, save_figure, saved_config, seed_everything, typed_options, write_metrics)
+                       load_run, load_weights, matmul_precision, note, pick_device, plot_image_grid, progress,
+                       read_mnist, require, restore_training, save_figure, saved_config, seed_everything, typed_options,
+                       write_metrics)
 
 # ----------------------------------------------------------------------------------------------------
 # Hyperparameters (the command line's defaults)
@@ -117,13 +123,27 @@ class BernoulliLogLikelihood(torch.autograd.Function):
 
 
 class VAE(nn.Module):
-    """The encoder-decoder pair with the course's sampling, density and ELBO functions."""
+    """The encoder-decoder pair with the course's sampling, density and ELBO functions, its training and figures."""
 
-    def __init__(self, latent_dimension: int = 2, hidden_units: int = 500, data_dimension: int = 784) -> None:
+    def __init__(self, args: argparse.Namespace | None = None, load_data: bool = True) -> None:
+        """args: the settings of `parse_args()` (its defaults when None). As in the course, the course's data
+        (`load_mnist()`: 10000 rounded training images, one-hot labels) are kept as self.train_images and
+        self.train_labels, and the weights in e_path and d_path are loaded when resume_training is set.
+        load_data=False skips the data (the command line reads its own)."""
         super().__init__()
-        self.latent_dimension = latent_dimension
-        self.encoder = Encoder(latent_dimension, hidden_units, data_dimension)
-        self.decoder = Decoder(latent_dimension, hidden_units, data_dimension)
+        args = args if args is not None else parse_args([])
+        self.latent_dimension, self.hidden_units = args.latent_dimension, args.hidden_units
+        self.data_dimension, self.resume_training = args.data_dimension, args.resume_training
+        self.batch_size, self.num_epoches = args.batch_size, args.num_epoches
+        self.e_path, self.d_path = args.e_path, args.d_path
+        self.train_images = self.train_labels = self.test_images = None
+        if load_data:
+            N_data, self.train_images, self.train_labels, self.test_images, test_labels = load_mnist()  # noqa: N806
+        self.encoder = Encoder(self.latent_dimension, self.hidden_units, self.data_dimension)
+        self.decoder = Decoder(self.latent_dimension, self.hidden_units, self.data_dimension)
+        if self.resume_training:
+            self.encoder.load_state_dict(torch.load(self.e_path, weights_only=True))
+            self.decoder.load_state_dict(torch.load(self.d_path, weights_only=True))
 
     @staticmethod
     def sample_diagonal_gaussian(mu: torch.Tensor, sigma_square: torch.Tensor) -> torch.Tensor:
@@ -211,11 +231,30 @@ class VAE(nn.Module):
         log_p_z = self.logpdf_diagonal_gaussian(z, torch.zeros_like(z[0]), torch.ones_like(z[0]))
         return (log_p_x + log_p_z - self.logpdf_diagonal_gaussian(z, mu, sigma_square)).view(len(x), k)
 
+    def train(self, mode: bool | None = None):
+        """The course's training (2.d): Adam on -ELBO, num_epoches epochs of batch_size images of
+        self.train_images, then the encoder's weights saved to e_path and the decoder's to d_path.
+
+        The loop is this script's fast one (`fit`: the KL in closed form, a cosine-decayed learning rate).
+        train(True) or train(False), which nn.Module.eval() calls, only sets the module's training mode.
+        """
+        if mode is not None:
+            return super().train(mode)
+        require(self.train_images is not None, "this VAE was built with load_data=False: it has no training images")
+        cfg = Config(epochs=self.num_epoches, batch_size=self.batch_size, binarize="round")
+        data = MNIST(self.train_images, self.train_labels.argmax(1), self.test_images[:2000], torch.zeros(0),
+                     "load_mnist()")  # a per-epoch test ELBO on 2000 images is enough to follow
+        optimizer = torch.optim.Adam(self.parameters(), lr=cfg.lr)
+        fit(self, optimizer, data, cfg, Checkpointer(None, ""), {"epoch": 0, "history": {}, "train_seconds": 0.0})
+        torch.save(self.encoder.state_dict(), self.e_path)
+        torch.save(self.decoder.state_dict(), self.d_path)
+        return self
+
     # ------------------------------------------------------------------------------------------------
-    # Figures (2.e); each saves a PNG and returns the images or points it drew
+    # Figures (2.e): each saves a PNG and returns the images or points it drew
 
     @torch.no_grad()
-    def visualize_data_space(self, path: Path, n_samples: int = 10) -> torch.Tensor:
+    def visualize_data_space(self, path: Path | str = "data_space.png", n_samples: int = 10) -> torch.Tensor:
         """Decode n_samples prior draws z ~ N(0, I): p(x|z) beside one Bernoulli sample x ~ p(x|z).
 
         Saves an (n_samples x 2) grid; returns images (n_samples, 2, 784).
@@ -227,12 +266,25 @@ class VAE(nn.Module):
                         row_labels=[f"z{i + 1}" for i in range(n_samples)], cell_inches=0.7)
         return images
 
+    def training_images(self, images: torch.Tensor | None, labels: torch.Tensor | None) -> tuple:
+        """images (N, 784) and digit labels (N,) on this model's device: the given ones, else self.train_images
+        and self.train_labels (one-hot labels become digits)."""
+        images = self.train_images if images is None else images
+        labels = self.train_labels if labels is None else labels
+        require(images is not None and labels is not None, "no images to draw: pass images and labels")
+        labels = labels.argmax(1) if labels.ndim == 2 else labels
+        device = next(self.parameters()).device
+        return images.to(device), labels.to(device)
+
     @torch.no_grad()
-    def visualize_latent_space(self, images: torch.Tensor, labels: torch.Tensor, path: Path) -> torch.Tensor:
-        """Scatter the means of q(z|x) of images (N, 784), coloured by labels (N,); returns the means (N, L).
+    def visualize_latent_space(self, images: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                               path: Path | str = "latent_space.png") -> torch.Tensor:
+        """Scatter the means of q(z|x) of images (N, 784), coloured by labels (N,) or one-hot (N, 10) (default:
+        the training images); returns the means (N, L).
 
         Beyond two latent dimensions, the plot shows the means' first two principal components.
         """
+        images, labels = self.training_images(images, labels)
         mu, _ = self.encoder(images)
         points, axis = mu.cpu(), "z"
         if points.shape[1] > 2:
@@ -252,14 +304,17 @@ class VAE(nn.Module):
         return mu
 
     @torch.no_grad()
-    def visualize_inter_class_interpolation(self, images: torch.Tensor, labels: torch.Tensor, path: Path,
+    def visualize_inter_class_interpolation(self, images: torch.Tensor | None = None,
+                                            labels: torch.Tensor | None = None,
+                                            path: Path | str = "interpolation.png",
                                             pairs: tuple = INTERPOLATION_PAIRS) -> torch.Tensor:
         """Decode z_alpha between the latent means of pairs of different digits, alpha = 0, 0.1, ..., 1.
 
-        images (N, 784), labels (N,); pairs: (digit a, digit b) per row, a at alpha = 0 and b at alpha = 1.
-        Each digit is represented by its most typical image (mean nearest the class's median mean).
-        Returns the decoded means p(x|z_alpha), (len(pairs), 11, 784).
+        images (N, 784), labels (N,) or one-hot (N, 10) (default: the training images); pairs: (digit a,
+        digit b) per row, a at alpha = 0 and b at alpha = 1. Each digit is represented by its most typical image
+        (mean nearest the class's median mean). Returns the decoded means p(x|z_alpha), (len(pairs), 11, 784).
         """
+        images, labels = self.training_images(images, labels)
         mu, _ = self.encoder(images)
 
         def typical_mean(digit: int) -> torch.Tensor:
@@ -291,6 +346,33 @@ class VAE(nn.Module):
         plot_image_grid(images, path, "Latent manifold: p(x|z) over a grid of z", col_labels=labels,
                         row_labels=labels[::-1], xlabel="z1", ylabel="z2", cell_inches=0.35)
         return images
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The course's settings (its starter's parse_args), read from argv (default: the command line)."""
+    parser = argparse.ArgumentParser(description="The course's VAE (Fall 2022, question 2).")
+    parser.add_argument("--e_path", type=str, default="./e_params.pkl", help="Path to the encoder parameters.")
+    parser.add_argument("--d_path", type=str, default="./d_params.pkl", help="Path to the decoder parameters.")
+    parser.add_argument("--hidden_units", type=int, default=500, help="Hidden units of the encoder and decoder.")
+    parser.add_argument("--latent_dimension", type=int, default=2, help="Dimensionality of the latent space.")
+    parser.add_argument("--data_dimension", type=int, default=784, help="Dimensionality of the data space.")
+    parser.add_argument("--resume_training", action="store_true", help="Whether to resume training.")
+    parser.add_argument("--seed", type=int, default=1234, help="Random seed.")
+    parser.add_argument("--num_epoches", type=int, default=200, help="Number of epochs for training.")
+    parser.add_argument("--batch_size", type=int, default=100, help="Batch size.")
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    """The course's main(): seed, train VAE(args), draw the three figures of 2.e (saved in the working folder)."""
+    args = parse_args()
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    vae = VAE(args)
+    vae.train()
+    vae.visualize_data_space()
+    vae.visualize_latent_space()
+    vae.visualize_inter_class_interpolation()
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -435,18 +517,24 @@ def train_hint(out_dir: Path) -> str:
     return f"python hw5_vae.py train --out-dir {shlex.quote(str(out_dir))}"
 
 
+def sized_vae(cfg: Config) -> VAE:
+    """A VAE of cfg's sizes, without the course's data (the command line reads its own)."""
+    return VAE(parse_args([f"--latent_dimension={cfg.latent_dim}", f"--hidden_units={cfg.hidden_units}",
+                           f"--data_dimension={cfg.data_dim}"]), load_data=False)
+
+
 def restore(out_dir: Path, data: Path | str | None = None, device: str = "auto") -> tuple[VAE, dict, MNIST]:
     """The VAE saved in out_dir/vae.pt, the whole checkpoint, and its data (from `data` if given)."""
     dev = pick_device(device)
     path = Path(out_dir) / CHECKPOINT
     state, cfg = load_run(path, CHECKPOINT_KEYS, train_hint(out_dir), Config)
     try:
-        vae = VAE(cfg.latent_dim, cfg.hidden_units, cfg.data_dim)
+        vae = sized_vae(cfg)
     except RuntimeError:  # e.g. a negative size
         raise UserError(f"{path} has an unusable config {state['config']!r}: train again with --overwrite") from None
     load_weights(vae.encoder, state["encoder"], path)
     load_weights(vae.decoder, state["decoder"], path)
-    mnist = load_mnist(data or cfg.data, cfg.train_size, cfg.binarize, dev)
+    mnist = read_mnist(data or cfg.data, cfg.train_size, cfg.binarize, dev)
     return vae.to(dev), state, mnist
 
 
@@ -455,7 +543,7 @@ def judge_prior_samples(vae: VAE, source: str, n: int = 2000, seed: int = 0) -> 
     """Score n decoded prior samples p(x|z), z ~ N(0, I), with the MNIST judge (hw5_utils.judge_digits) against
     n grey test digits of `source`: Fréchet distance and its real-vs-real floor, classes covered, confidence."""
     device = next(vae.parameters()).device
-    grey = load_mnist(source, 0, "none", device)
+    grey = read_mnist(source, 0, "none", device)
     seed_everything(seed)
     return judge_digits(load_judge(grey), vae.decoder(torch.randn(n, vae.latent_dimension, device=device)), grey, n)
 
@@ -497,11 +585,11 @@ def run_training(cfg: Config, out_dir: Path, device: str = "auto", resume: bool 
     check_seed(cfg.seed)
     require(cfg.matmul_precision in MATMUL_PRECISIONS,
             f"matmul precision {cfg.matmul_precision!r} is not one of {', '.join(MATMUL_PRECISIONS)}")
-    data = load_mnist(cfg.data, cfg.train_size, cfg.binarize, dev)
+    data = read_mnist(cfg.data, cfg.train_size, cfg.binarize, dev)
     check_figure_digits(data)
     cfg.data = data.source
     seed_everything(cfg.seed)
-    vae = VAE(cfg.latent_dim, cfg.hidden_units, cfg.data_dim).to(dev)
+    vae = sized_vae(cfg).to(dev)
     optimizer = torch.optim.Adam(vae.parameters(), lr=cfg.lr, fused=dev.type in ("cpu", "cuda"))  # one kernel a step
     state = {"epoch": 0, "history": {}, "train_seconds": 0.0}
     if saved is not None:

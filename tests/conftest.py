@@ -4,15 +4,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-import torch
-from typer.testing import CliRunner
+os.environ.setdefault("MPLBACKEND", "Agg")  # before matplotlib is imported: figures go to files, never to windows
 
-import hw5_utils
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
+
+import hw5_utils  # noqa: E402
 
 pytest_plugins = ["grading"]  # tests/grading.py: rubric points, isolation and results.json
 
-MNIST_PATH = Path(os.environ.get(hw5_utils.MNIST_ENV) or hw5_utils.SHARED_MNIST)
+MNIST_PATH = Path(os.environ.get(hw5_utils.MNIST_ENV) or hw5_utils.SHARED_MNIST).absolute()
+os.environ[hw5_utils.MNIST_ENV] = str(MNIST_PATH)  # the course's load_mnist() reads it offline, never downloading
 
 
 def script_under_test(name: str):
@@ -32,6 +35,14 @@ def script_under_test(name: str):
 hw5_vae = script_under_test("hw5_vae")
 hw5_diffusion = script_under_test("hw5_diffusion")
 hw5_gan = script_under_test("hw5_gan")
+
+
+@pytest.fixture(autouse=True)
+def graded_tests_run_in_a_folder_of_their_own(request, tmp_path_factory, monkeypatch):
+    """A student's code saves its figures in the working folder: the graded tests run in an empty one (when grading,
+    each test's process is already in its own)."""
+    if request.path.name.startswith("test_grade_"):
+        monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
 
 
 @pytest.fixture(scope="session")
@@ -80,7 +91,7 @@ def one_thread():
 @pytest.fixture(scope="session")
 def mnist_grey(mnist_path: Path) -> hw5_utils.MNIST:
     """All of the real MNIST file, grey (what the GAN trains on and the judge scores against)."""
-    return hw5_utils.load_mnist(mnist_path, train_size=0, binarize="none")
+    return hw5_utils.read_mnist(mnist_path, train_size=0, binarize="none")
 
 
 @pytest.fixture(scope="session")

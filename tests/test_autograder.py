@@ -1,18 +1,20 @@
-"""The autograder graded: the reference earns every point through Gradescope's run_autograder, broken and
-hostile submissions lose exactly the tests they break, equivalent correct answers keep every point, and
+"""The autograder graded: for every assignment, the reference earns every point through Gradescope's
+run_autograder, course-style students' files (tests/corpus/) score what they say they should, edits of the
+reference lose or keep exactly the rows they name, hostile and broken submissions lose only what they break, and
 results.json is always complete and valid.
 
-Each graded run costs a Python start and one forked process per test, so the runs are few: the mutants are
-graded in rounds, one mutant of each script per submission, each round only on the rows its mutants name, and
-the slow runs go two at a time (each grades on one core).
+Each graded run costs a Python start and one forked process per test, so the runs are few and packed: flaws of one
+base file whose rows do not overlap are graded together, mutants in rounds of one per assignment on the rows they
+name, and the slow runs go two at a time (each grades on one core).
 """
 from __future__ import annotations
 
 import ast
-import importlib
-import itertools
+import csv
+import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -22,58 +24,79 @@ from pathlib import Path
 
 import pytest
 
+import autograder
 import rubric
 from mutants import EQUIVALENTS, MUTANTS, Edit, apply
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
-SCRIPTS = ("hw5_vae", "hw5_diffusion", "hw5_gan")
-GRADED_FILES = {"hw5_vae": "test_vae.py", "hw5_diffusion": "test_diffusion.py", "hw5_gan": "test_gan.py"}
+CORPUS = TESTS / "corpus"
 VISIBILITIES = {"visible", "hidden", "after_due_date", "after_published"}
+ASSIGNMENTS = rubric.ASSIGNMENTS
+
+# ----------------------------------------------------------------------------------------------------
+# The rubric and the graded files
 
 
-def test_every_rubric_row_names_an_existing_test_with_sane_settings():
-    for key, row in rubric.RUBRIC.items():
-        file, function = key.split("::")
-        assert callable(getattr(importlib.import_module(file[:-3]), function, None)), f"{key} does not exist"
-        assert row.points > 0 and row.timeout > 0 and row.visibility in VISIBILITIES, key
-    names = [f"{row.number} {row.title}" for row in rubric.RUBRIC.values()]
+def test_every_rubric_row_names_a_graded_test_with_sane_settings():
+    names = []
+    for assignment in ASSIGNMENTS.values():
+        tree = ast.parse((TESTS / assignment.tests).read_text())
+        tests = {node.name for node in tree.body if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")}
+        assert tests == set(assignment.rows), f"{assignment.tests} holds exactly the graded tests of its rubric"
+        for function, row in assignment.rows.items():
+            assert row.points > 0 and row.timeout > 0 and row.visibility in VISIBILITIES, function
+            assert all(0 < points <= row.points for points in row.deductions.values()), function
+        names += [f"{assignment.name}: {row.number} {row.title}" for row in assignment.rows.values()]
     assert len(set(names)) == len(names), "results.json names its tests by number and title: keep them unique"
-    assert {key.split("::")[0] for key in rubric.RUBRIC} == set(GRADED_FILES.values())
 
 
-@pytest.mark.parametrize("file", sorted(set(GRADED_FILES.values())))
-def test_graded_files_import_no_script_at_module_level(file):
+@pytest.mark.parametrize("name", sorted(ASSIGNMENTS))
+def test_graded_files_import_no_script_at_module_level(name):
     """The scripts are imported inside each forked test (through the fixtures), never when a file is collected:
     a student's import-time crash must cost only that script's tests."""
-    tree = ast.parse((TESTS / file).read_text())
+    tree = ast.parse((TESTS / ASSIGNMENTS[name].tests).read_text())
     imported = {alias.name.split(".")[0] for node in tree.body if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module.split(".")[0] for node in tree.body if isinstance(node, ast.ImportFrom) and node.module}
-    assert not imported & set(SCRIPTS), f"{file} imports {imported & set(SCRIPTS)} at module level"
+    assert not imported & {"hw5_vae", "hw5_diffusion", "hw5_gan"}, f"imports {imported} at module level"
 
 
-def grade(submission: Path, results: Path, *pytest_args: str, env: dict | None = None) -> dict:
-    """Run `tests/autograder.py run` on a submission folder; return results.json."""
+def test_the_readme_points_tables_are_generated_from_the_rubric(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text((ROOT / "README.md").read_text())
+    autograder.update_tables(readme)
+    assert readme.read_text() == (ROOT / "README.md").read_text(), "run: python tests/autograder.py table --update README.md"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Grading submissions
+
+
+def grade(submission: Path, results: Path, *pytest_args: str, assignment: str | None = None,
+          env: dict | None = None) -> dict:
+    """Run `tests/autograder.py run` on a submission folder (the assignment told from it unless given); return
+    results.json."""
+    chosen = ["--assignment", assignment] if assignment else []
     subprocess.run([sys.executable, str(TESTS / "autograder.py"), "run", "--submission", str(submission),
-                    "--results", str(results), *pytest_args], check=True, capture_output=True,
-                   env={**os.environ, **(env or {})}, timeout=900)
+                    "--results", str(results), *chosen, *pytest_args], check=True, capture_output=True,
+                   env={**os.environ, **(env or {})}, timeout=1200)
     return json.loads(results.read_text())
 
 
-def by_key(results: dict) -> dict:
-    """results.json's tests, keyed like the rubric."""
-    names = {f"{row.number} {row.title}": key for key, row in rubric.RUBRIC.items()}
+def by_function(results: dict, assignment: str) -> dict:
+    """results.json's tests, keyed by their rubric rows' test functions."""
+    names = {f"{row.number} {row.title}": function for function, row in ASSIGNMENTS[assignment].rows.items()}
     return {names[test["name"]]: test for test in results["tests"]}
 
 
-def node_ids(keys) -> list[str]:
-    return [f"tests/{key}" for key in sorted(set(keys))]
+def node_ids(assignment: str, functions) -> list[str]:
+    return [f"tests/{ASSIGNMENTS[assignment].tests}::{function}" for function in sorted(set(functions))]
 
 
-def assert_valid_results(results: dict) -> None:
-    """The fields Gradescope reads, with consistent totals."""
+def assert_valid_results(results: dict, assignment: str) -> None:
+    """The fields Gradescope reads, with consistent totals, for that assignment's rubric alone."""
     assert {"score", "execution_time", "output", "stdout_visibility", "tests"} <= results.keys()
-    assert len(results["tests"]) == len(rubric.RUBRIC)
+    assert len(results["tests"]) == len(ASSIGNMENTS[assignment].rows)
     for test in results["tests"]:
         assert {"name", "number", "score", "max_score", "status", "output", "visibility"} <= test.keys()
         assert 0 <= test["score"] <= test["max_score"] and test["status"] in ("passed", "failed")
@@ -81,10 +104,10 @@ def assert_valid_results(results: dict) -> None:
     assert results["score"] == pytest.approx(sum(test["score"] for test in results["tests"]))
 
 
-def submission(folder: Path, scripts: dict[str, str | None]) -> Path:
+def submission(folder: Path, files: dict[str, str | None]) -> Path:
     """A submission folder holding the given scripts' texts (None: the script is left out)."""
     folder.mkdir(parents=True)
-    for script, text in scripts.items():
+    for script, text in files.items():
         if text is not None:
             (folder / f"{script}.py").write_text(text)
     return folder
@@ -94,197 +117,393 @@ def reference(script: str) -> str:
     return (ROOT / f"{script}.py").read_text()
 
 
-def edited(edits) -> dict[str, str]:
-    """The reference scripts with the edits made, by script (only the scripts edited)."""
-    return {script: apply(reference(script), [edit for edit in edits if edit.script == script])
-            for script in {edit.script for edit in edits}}
+def lost(results: dict, assignment: str) -> dict:
+    """The rows that lost points: test function -> the start of their output."""
+    return {function: test["output"][:300] for function, test in by_function(results, assignment).items()
+            if test["score"] < test["max_score"]}
 
 
-def reference_through_run_autograder(root: Path) -> tuple[dict, list[str], Path]:
-    """Build the zip, unpack it as Gradescope does into a fake /autograder at `root` with the reference as the
-    submission, and run run_autograder: its results.json, the zip's file names and the judge the zip ships."""
+# ----------------------------------------------------------------------------------------------------
+# The corpus of course-style submissions
+
+
+def corpus_files(name: str) -> list[Path]:
+    return sorted(path for path in (CORPUS / name).glob("*.py") if path.name != "flaws.py")
+
+
+def expected_of(path: Path) -> str:
+    """'full' or 'zero', from the file's `Expected:` line."""
+    found = re.search(r"^\s*Expected:\s*(full marks|zero)", path.read_text(), re.M)
+    assert found, f"{path} says neither 'Expected: full marks' nor 'Expected: zero'"
+    return "full" if found.group(1) == "full marks" else "zero"
+
+
+def flaws_of(name: str) -> list[dict]:
+    spec = importlib.util.spec_from_file_location(f"flaws_{name.replace('-', '_')}", CORPUS / name / "flaws.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.FLAWS
+
+
+def packed(edits: list, base, rows, old, text) -> list[list]:
+    """Edits packed into rounds, greedily: one base each, no two edits in a round naming the same row or made in the
+    same function of text(base) (one could undo the other), so that each round grades every edit in it at once."""
+    def function_of(edit) -> int:
+        source = text(base(edit))
+        return source.rfind("def ", 0, source.find(old(edit)))
+
+    def apart(a, b) -> bool:
+        return not set(rows(a)) & set(rows(b)) and function_of(a) != function_of(b)
+
+    rounds: list[list] = []
+    for edit in edits:
+        home = next((r for r in rounds if base(r[0]) == base(edit) and all(apart(edit, other) for other in r)), None)
+        if home is None:
+            rounds.append([edit])
+        else:
+            home.append(edit)
+    return rounds
+
+
+def flaw_rounds(name: str) -> list[tuple[str, ...]]:
+    """The flaws of an assignment in rounds: each flaw's rows lose and every other row keeps, for each at once."""
+    rounds = packed(flaws_of(name), lambda flaw: flaw["base"], lambda flaw: flaw["loses"], lambda flaw: flaw["old"],
+                    lambda base: (CORPUS / name / base).read_text())
+    return [tuple(flaw["name"] for flaw in r) for r in rounds]
+
+
+def flawed_text(name: str, names: tuple[str, ...]) -> str:
+    flaws = [flaw for flaw in flaws_of(name) if flaw["name"] in names]
+    text = (CORPUS / name / flaws[0]["base"]).read_text()
+    for flaw in flaws:
+        assert text.count(flaw["old"]) == 1, f"{name} flaw {flaw['name']!r}: its text is not (once) in {flaw['base']}"
+        text = text.replace(flaw["old"], flaw["new"])
+    return text
+
+
+CORPUS_CASES = [(name, path.name) for name in sorted(ASSIGNMENTS) for path in corpus_files(name)]
+FLAW_ROUNDS = [(name, names) for name in sorted(ASSIGNMENTS) if (CORPUS / name / "flaws.py").exists()
+               for names in flaw_rounds(name)]
+
+
+# ----------------------------------------------------------------------------------------------------
+# The slow gradings, started together and run two at a time
+
+
+def reference_through_run_autograder(root: Path, name: str) -> tuple[dict, list[str]]:
+    """Build the assignment's zip, unpack it as Gradescope does into a fake /autograder at `root` with the reference
+    as the submission, and run run_autograder: its results.json and the zip's file names."""
+    assignment = ASSIGNMENTS[name]
     zip_path = root / "autograder.zip"
-    subprocess.run([sys.executable, str(TESTS / "autograder.py"), "build", "--out", str(zip_path)], check=True,
-                   capture_output=True)
+    subprocess.run([sys.executable, str(TESTS / "autograder.py"), "build", "--assignment", name, "--out",
+                    str(zip_path)], check=True, capture_output=True)
     with zipfile.ZipFile(zip_path) as archive:
         names = archive.namelist()
         archive.extractall(root / "source")
         assert (archive.getinfo("run_autograder").external_attr >> 16) & 0o111, "run_autograder not executable"
-    (judge,) = (root / "source" / "cache").glob("mnist_judge_*.pt")
     shutil.copy(root / "source" / "run_autograder", root / "run_autograder")
-    submission(root / "submission", {script: reference(script) for script in SCRIPTS})
+    submission(root / "submission", {assignment.script: reference(assignment.script)})
     env = {"AUTOGRADER_ROOT": str(root), "HW5_PYTHON": sys.executable}
     env.update({key: "" for key in ("HW5_SUBMISSION", "HW5_RESULTS", "HW5_MNIST", "HW5_CACHE")})
-    subprocess.run(["bash", str(root / "run_autograder")], check=True, capture_output=True, cwd=root, timeout=900,
+    subprocess.run(["bash", str(root / "run_autograder")], check=True, capture_output=True, cwd=root, timeout=1200,
                    env={**os.environ, **env})
-    return json.loads((root / "results" / "results.json").read_text()), names, judge
+    return json.loads((root / "results" / "results.json").read_text()), names
 
 
 def mutant_rounds() -> list[tuple[str, ...]]:
-    """The mutants in rounds of at most one per script: round k holds each script's k-th mutant."""
-    by_script = [[name for name, mutant in MUTANTS.items() if mutant.script == script] for script in SCRIPTS]
-    return [tuple(name for name in names if name) for names in itertools.zip_longest(*by_script)]
+    """The mutants in rounds: several of one assignment per round (`packed`), one round per assignment where they fit,
+    each graded on the rows its mutants name."""
+    rounds = packed(list(MUTANTS), lambda name: MUTANTS[name].assignment, lambda name: MUTANTS[name].rows,
+                    lambda name: MUTANTS[name].old, lambda assignment: reference(ASSIGNMENTS[assignment].script))
+    return [tuple(r) for r in rounds]
 
 
-def graded_edits(folder: Path, edits: list[Edit]) -> dict:
-    """The reference with `edits` made, graded on the rows they name: results by rubric key."""
-    return by_key(grade(submission(folder / "submission", edited(edits)), folder / "results.json",
-                        *node_ids(key for edit in edits for key in edit.rows)))
+def edited_gradings(folder: Path, edits: list[Edit]) -> dict:
+    """The reference with `edits` made, graded per assignment on the rows they name: {assignment: results}."""
+    graded = {}
+    for name in sorted({edit.assignment for edit in edits}):
+        mine = [edit for edit in edits if edit.assignment == name]
+        script = ASSIGNMENTS[name].script
+        folder_of = submission(folder / name / "submission", {script: apply(reference(script), mine)})
+        graded[name] = grade(folder_of, folder / name / "results.json", *node_ids(name, (r for e in mine for r in e.rows)),
+                             assignment=name)
+    return graded
 
 
 def grading_read_by(item: pytest.Item):
     """The key of `gradings` that a test reads (None: it reads none)."""
-    if item.originalname == "test_each_mutant_loses_points_on_its_rows":
-        return item.callspec.params["names"]  # its round of mutants
-    return {"test_reference_earns_every_point": "reference",
-            "test_equivalent_correct_answers_keep_every_point": "equivalents"}.get(item.originalname)
+    params = getattr(item, "callspec", None) and item.callspec.params
+    return {"test_reference_earns_every_point": lambda: ("reference", params["name"]),
+            "test_corpus_file_scores_what_it_says": lambda: ("corpus", *params["case"]),
+            "test_flaws_lose_exactly_their_rows": lambda: ("flaws", *params["case"]),
+            "test_each_mutant_loses_points_on_its_rows": lambda: ("mutants", params["names"]),
+            "test_equivalent_correct_answers_keep_every_point": lambda: ("equivalents",),
+            }.get(item.originalname, lambda: None)()
 
 
 @pytest.fixture(scope="module")
 def gradings(request, tmp_path_factory):
-    """The slow gradings that this session's tests read, started together and run two at a time (each runs its
-    tests one by one, on one core, with its own cache): {"reference", "equivalents" or a round of mutant names:
-    the future of its results}. A test waits only for its own; a stopped session cancels those not started."""
+    """The slow gradings this session's tests read, started together and run two at a time (each runs its tests
+    one by one, on one core, with its own cache): {key: the future of its results}. A test waits only for its own;
+    a stopped session cancels those not started."""
 
-    def grading(name, folder: Path):
-        if name == "reference":
-            return reference_through_run_autograder(folder)
-        edits = list(EQUIVALENTS.values()) if name == "equivalents" else [MUTANTS[mutant] for mutant in name]
-        return graded_edits(folder, edits)
+    def run(key, folder: Path):
+        kind, *rest = key
+        if kind == "reference":
+            return reference_through_run_autograder(folder, rest[0])
+        if kind == "corpus":
+            name, file = rest
+            text = (CORPUS / name / file).read_text()
+            return grade(submission(folder / "submission", {ASSIGNMENTS[name].script: text}), folder / "results.json",
+                         assignment=name)
+        if kind == "flaws":
+            name, names = rest
+            files = {ASSIGNMENTS[name].script: flawed_text(name, names)}
+            return grade(submission(folder / "submission", files), folder / "results.json", assignment=name)
+        edits = list(EQUIVALENTS.values()) if kind == "equivalents" else [MUTANTS[mutant] for mutant in rest[0]]
+        return edited_gradings(folder, edits)
 
-    read = {grading_read_by(item) for item in request.session.items if item.module is request.module}
-    names = [name for name in ["reference", "equivalents", *mutant_rounds()] if name in read]  # the longest first
-    folders = [tmp_path_factory.mktemp("grading") for _ in names]  # here: mktemp is not thread-safe
+    read = {grading_read_by(item) for item in request.session.items if item.module is request.module} - {None}
+    keys = sorted(read, key=lambda key: ("reference", "corpus", "flaws", "equivalents", "mutants").index(key[0]))
+    folders = [tmp_path_factory.mktemp("grading") for _ in keys]  # here: mktemp is not thread-safe
     pool = ThreadPoolExecutor(max_workers=2)
     try:
-        yield {name: pool.submit(grading, name, folder) for name, folder in zip(names, folders)}
+        yield {key: pool.submit(run, key, folder) for key, folder in zip(keys, folders)}
     finally:
         pool.shutdown(cancel_futures=True)
 
 
-def test_reference_earns_every_point(gradings):
-    """Through Gradescope's run_autograder, from the zip; the judge shipped in the zip is used as it is, never
-    trained again."""
-    results, names, judge = gradings["reference"].result()
-    assert {"setup.sh", "run_autograder"} <= set(names)
-    assert not any(name.startswith(SCRIPTS) for name in names), "solutions leak"
-    assert_valid_results(results)
-    lost = {test["name"]: test["output"][:300] for test in results["tests"] if test["score"] < test["max_score"]}
-    assert not lost, lost
-    assert results["score"] == sum(row.points for row in rubric.RUBRIC.values())
-    assert [path.name for path in judge.parent.iterdir()] == [judge.name], "the judge was trained again"
+@pytest.mark.parametrize("name", sorted(ASSIGNMENTS))
+def test_reference_earns_every_point(name, gradings):
+    """Through Gradescope's run_autograder, from the assignment's zip; the judge shipped in the zip is used as it is,
+    never trained again; the total is that assignment's points alone."""
+    results, names = gradings["reference", name].result()
+    assignment = ASSIGNMENTS[name]
+    assert {"setup.sh", "run_autograder", f"tests/{assignment.tests}"} <= set(names)
+    assert not any(n.startswith(("hw5_vae", "hw5_diffusion", "hw5_gan")) for n in names), "solutions leak"
+    assert not any(n.startswith("tests/test_grade_") and n != f"tests/{assignment.tests}" for n in names)
+    assert any(n.startswith("cache/mnist_judge_") for n in names) == assignment.needs_mnist
+    assert_valid_results(results, name)
+    assert not lost(results, name)
+    assert results["score"] == sum(row.points for row in assignment.rows.values())
+
+
+@pytest.mark.parametrize("case", CORPUS_CASES, ids=lambda case: "/".join(case))
+def test_corpus_file_scores_what_it_says(case, gradings):
+    """A correct course-style file earns every point; the starter left unfilled scores 0 on every row, and the
+    grader says its functions are not implemented yet rather than crash."""
+    name, file = case
+    results = gradings["corpus", name, file].result()
+    assert_valid_results(results, name)
+    if expected_of(CORPUS / name / file) == "full":
+        assert not lost(results, name)
+    else:
+        assert all(test["score"] == 0 for test in results["tests"]), [t["name"] for t in results["tests"] if t["score"]]
+
+
+@pytest.mark.parametrize("case", FLAW_ROUNDS, ids=lambda case: f"{case[0]}: " + " + ".join(case[1]))
+def test_flaws_lose_exactly_their_rows(case, gradings):
+    name, names = case
+    results = gradings["flaws", name, names].result()
+    assert_valid_results(results, name)
+    expected = {row for flaw in flaws_of(name) if flaw["name"] in names for row in flaw["loses"]}
+    assert set(lost(results, name)) == expected, (
+        f"lost {sorted(lost(results, name))}, expected {sorted(expected)}: {lost(results, name)}")
 
 
 @pytest.mark.parametrize("names", mutant_rounds(), ids=" + ".join)
 def test_each_mutant_loses_points_on_its_rows(names, gradings):
-    mutants, results = [MUTANTS[name] for name in names], gradings[names].result()
-    kept = [f"{name}: {key}" for name, mutant in zip(names, mutants) for key in mutant.rows
-            if results[key]["score"] == results[key]["max_score"]]
-    assert not kept, f"mutants kept the points of {kept}"
-    for mutant in mutants:  # the rubric's partial credit, each deduction made once
-        assert mutant.keeps is None or all(results[key]["score"] == mutant.keeps for key in mutant.rows)
+    graded = gradings["mutants", names].result()
+    for name in names:
+        mutant = MUTANTS[name]
+        tests = by_function(graded[mutant.assignment], mutant.assignment)
+        kept = [row for row in mutant.rows if tests[row]["score"] == tests[row]["max_score"]]
+        assert not kept, f"{name} kept the points of {kept}"
+        assert mutant.keeps is None or all(tests[row]["score"] == mutant.keeps for row in mutant.rows), (
+            name, {row: tests[row]["score"] for row in mutant.rows})
 
 
 def test_equivalent_correct_answers_keep_every_point(gradings):
-    results = gradings["equivalents"].result()
-    lost = {key: results[key]["output"][:400] for edit in EQUIVALENTS.values() for key in edit.rows
-            if results[key]["score"] < results[key]["max_score"]}
-    assert not lost, lost
+    graded = gradings["equivalents",].result()
+    dropped = {(name, row): by_function(graded[edit.assignment], edit.assignment)[row]["output"][:400]
+               for name, edit in EQUIVALENTS.items() for row in edit.rows
+               if by_function(graded[edit.assignment], edit.assignment)[row]["status"] != "passed"}
+    assert not dropped, dropped
+
+
+# ----------------------------------------------------------------------------------------------------
+# Telling the assignment, top-level code, hostile and broken files
+
+
+def test_the_assignment_is_told_from_the_submitted_file(tmp_path):
+    for name in ASSIGNMENTS:
+        for path in corpus_files(name):
+            folder = submission(tmp_path / name / path.stem, {ASSIGNMENTS[name].script: path.read_text()})
+            assert autograder.detect(folder).name == name, path
+    both = submission(tmp_path / "both", {"hw5_vae": "", "hw5_gan": ""})
+    with pytest.raises(autograder.Refused, match="pass --assignment"):
+        autograder.detect(both)
+    with pytest.raises(autograder.Refused, match="both editions"):
+        autograder.detect(submission(tmp_path / "reference", {"hw5_diffusion": reference("hw5_diffusion")}))
+
+
+TOP_LEVEL = '''
+args = parse_args()
+vae = VAE(args)
+vae.train()
+for epoch in range(3):
+    print(epoch)
+main()
+'''
+
+
+def test_top_level_training_is_skipped_and_the_student_told(tmp_path):
+    """A file that parses arguments and trains at its top level is graded as if guarded: parse_args() sees no
+    pytest options, nothing trains on import, and results.json says which lines were skipped."""
+    text = reference("hw5_vae").replace('\nif __name__ == "__main__":\n    app()\n', TOP_LEVEL)
+    assert "vae.train()" in text
+    folder = submission(tmp_path / "submission", {"hw5_vae": text})
+    rows = ["test_2a_decoder", "test_2c_elbo_loss"]
+    results = grade(folder, tmp_path / "results.json", *node_ids("vae", rows), assignment="vae")
+    tests = by_function(results, "vae")
+    assert all(tests[row]["status"] == "passed" for row in rows), {row: tests[row]["output"] for row in rows}
+    for fragment in ("`args = parse_args()`", "`vae.train()`", "`main()`", "`for epoch in range(3):`",
+                     'if __name__ == \\"__main__\\":'):
+        assert fragment in json.dumps(results["output"]), results["output"]
 
 
 # Hostile code, one kind per graded function: reference text -> replacement; HOSTILE_LOSES: the rows it costs.
 HOSTILE_EDITS = {
-    "hw5_vae": {
-        "        tiny = torch.finfo(p.dtype).tiny\n": "        while True:\n            pass\n",  # loops forever
-        "        return torch.bernoulli(p).to(torch.float32)": "        import os; os._exit(0)",  # exits silently
-        "        eps = torch.randn(":  # segfault
-            "        import ctypes; ctypes.string_at(0)\n        eps = torch.randn(",
-        "        log_q = self.logpdf_diagonal_gaussian(": "        print('x' * 10_000_000)\n"  # floods stdout
-                                                        "        log_q = self.logpdf_diagonal_gaussian(",
-        "        hidden = torch.tanh(self.fc1(x))": "        torch.set_default_dtype(torch.float64)\n"  # global state
-                                                     "        torch.set_grad_enabled(False)\n"
-                                                     "        hidden = torch.tanh(self.fc1(x))"},
-    "hw5_diffusion": {  # kills its own process with SIGKILL
-        "        levels = torch.as_tensor(noise_levels, dtype=samples.dtype, device=samples.device).flatten()":
-            "        import os, signal; os.kill(os.getpid(), signal.SIGKILL)"},
-    "hw5_gan": {  # a KeyboardInterrupt, which would stop pytest itself
-        "        return discriminator_loss(self.disc(batch_data), self.disc(self.gen(z).detach()))":
-            "        raise KeyboardInterrupt"},
+    "        tiny = torch.finfo(p.dtype).tiny\n": "        while True:\n            pass\n",  # loops forever
+    "        return torch.bernoulli(p).to(torch.float32)": "        import os; os._exit(0)",  # exits silently
+    "        eps = torch.randn(": "        import ctypes; ctypes.string_at(0)\n        eps = torch.randn(",  # segfault
+    "        log_q = self.logpdf_diagonal_gaussian(": "        print('x' * 10_000_000)\n"  # floods stdout
+                                                    "        log_q = self.logpdf_diagonal_gaussian(",
+    "        hidden = torch.tanh(self.fc1(x))": "        torch.set_default_dtype(torch.float64)\n"  # global state
+                                                 "        torch.set_grad_enabled(False)\n"
+                                                 "        hidden = torch.tanh(self.fc1(x))",
+    "        return -0.5 * (torch.log(2 * math.pi": "        import os, signal; os.kill(os.getpid(), signal.SIGKILL)\n"
+                                                "        return -0.5 * (torch.log(2 * math.pi",  # kills itself
+    "        return self.sample_diagonal_gaussian(mu, sigma_square)": "        raise KeyboardInterrupt",  # stops pytest
 }
-HOSTILE_LOSES = {"test_vae.py::test_2b_ii_logpdf_bernoulli_matches_torch_distributions": "timed out",
-                 "test_vae.py::test_2b_iv_sample_bernoulli_values_dtype_and_mean": "crashed",
-                 "test_vae.py::test_2b_iii_sample_diagonal_gaussian_statistics": "crashed",
-                 "test_vae.py::test_2c_elbo_loss_matches_torch_distributions": "",
-                 "test_diffusion.py::test_4a_denoising_loss_matches_a_hand_computation": "SIGKILL",
-                 "test_gan.py::test_gan_get_loss_d_matches_hand_computed_bce": "KeyboardInterrupt"}
-HOSTILE_KEEPS = ["test_vae.py::test_2a_decoder_architecture_and_forward",
-                 "test_vae.py::test_2b_i_logpdf_diagonal_gaussian_matches_torch_distributions",
-                 "test_vae.py::test_2b_i_logpdf_diagonal_gaussian_broadcasts_a_prior_of_shape_latent",
-                 "test_diffusion.py::test_4a_generate_noise_levels_is_geometric",
-                 "test_gan.py::test_gan_dnet_architecture"]
+HOSTILE_LOSES = {"test_2b_ii_logpdf_bernoulli": "timed out",
+                 "test_2b_iv_sample_bernoulli": "crashed",
+                 "test_2b_iii_sample_diagonal_gaussian_statistics": "SIGSEGV",
+                 "test_2b_i_logpdf_diagonal_gaussian": "SIGKILL",
+                 "test_2c_sample_z": "KeyboardInterrupt"}
+HOSTILE_KEEPS = ["test_2a_decoder", "test_2c_elbo_loss"]  # 2.c.ii prints 10 MB: results.json keeps 4000 characters
 
 
 def test_hostile_code_loses_only_the_tests_it_breaks(tmp_path):
-    scripts = {script: apply(reference(script), [Edit(script, old, new, ()) for old, new in edits.items()])
-               for script, edits in HOSTILE_EDITS.items()}
-    folder = submission(tmp_path / "submission", scripts)
-    run = node_ids(["test_vae.py::test_2a_encoder_outputs_mean_and_positive_variance", *HOSTILE_LOSES, *HOSTILE_KEEPS])
+    """Each graded test runs in its own process: a function that loops, exits, crashes, kills itself, floods the
+    output, stops pytest or changes torch's global state costs its own tests, never the others."""
+    text = apply(reference("hw5_vae"), [Edit("vae", old, new, ()) for old, new in HOSTILE_EDITS.items()])
+    folder = submission(tmp_path / "submission", {"hw5_vae": text})
+    run = node_ids("vae", [*HOSTILE_LOSES, *HOSTILE_KEEPS])
     results = grade(folder, tmp_path / "results.json", *run, env={"HW5_TIMEOUT_SCALE": "0.1"})
-    assert_valid_results(results)
-    tests = by_key(results)
-    for key, reason in HOSTILE_LOSES.items():
-        assert tests[key]["score"] == 0 and reason in tests[key]["output"], (key, tests[key]["output"][:300])
-    for key in HOSTILE_KEEPS:  # run in fresh processes after (or besides) the hostile ones: unaffected
-        assert tests[key]["status"] == "passed", (key, tests[key]["output"][:300])
+    assert_valid_results(results, "vae")
+    tests = by_function(results, "vae")
+    for row, reason in HOSTILE_LOSES.items():
+        assert tests[row]["score"] == 0 and reason in tests[row]["output"], (row, tests[row]["output"][:300])
+    for row in HOSTILE_KEEPS:  # run in fresh processes after (or besides) the hostile ones: unaffected
+        assert tests[row]["status"] == "passed", (row, tests[row]["output"][:300])
 
 
-@pytest.mark.parametrize("shift", range(len(SCRIPTS)), ids=lambda k: f"{SCRIPTS[k]} broken")
-def test_missing_or_broken_files_score_zero_on_their_own_tests_only(shift, tmp_path):
-    """A script with a syntax error, the next one missing, the third intact: in turn for each script."""
-    broken, missing, intact = (SCRIPTS[(shift + k) % len(SCRIPTS)] for k in range(3))
-    folder = submission(tmp_path / "submission", {broken: "def broken(:\n", missing: None,
-                                                  intact: reference(intact)})
-    cheap = {script: [key for key, row in rubric.RUBRIC.items() if key.startswith(GRADED_FILES[script])
-                      and row.timeout <= 60][:2] for script in SCRIPTS}
-    tests = by_key(grade(folder, tmp_path / "results.json", *node_ids(sum(cheap.values(), []))))
-    for script, expected in ((broken, "SyntaxError"), (missing, f"{missing}.py is not in the submission")):
-        for key in cheap[script]:
-            assert tests[key]["score"] == 0 and expected in tests[key]["output"], (key, tests[key]["output"][:300])
-    for key in cheap[intact]:
-        assert tests[key]["status"] == "passed", (key, tests[key]["output"][:300])
+@pytest.mark.parametrize("name", ["vae", "diffusion-sp24"])
+def test_a_broken_or_missing_file_scores_zero_and_says_why(name, tmp_path):
+    cheap = [function for function, row in ASSIGNMENTS[name].rows.items() if row.timeout <= 60][:2]
+    script = ASSIGNMENTS[name].script
+    for case, files, expected in (("broken", {script: "def broken(:\n"}, "SyntaxError"),
+                                  ("missing", {"notes": "x = 1\n"}, f"{script}.py is not in the submission")):
+        results = grade(submission(tmp_path / case, files), tmp_path / f"{case}.json", *node_ids(name, cheap),
+                        assignment=name)
+        assert_valid_results(results, name)
+        tests = by_function(results, name)
+        for row in cheap:
+            assert tests[row]["score"] == 0 and expected in tests[row]["output"], (row, tests[row]["output"][:300])
 
 
 def test_results_are_written_even_when_pytest_itself_fails(tmp_path):
-    folder = submission(tmp_path / "submission", {script: reference(script) for script in SCRIPTS})
+    folder = submission(tmp_path / "submission", {"hw5_gan": reference("hw5_gan")})
     results = grade(folder, tmp_path / "results.json", "--no-such-option")
-    assert_valid_results(results)
+    assert_valid_results(results, "gan")
     assert results["score"] == 0 and "could not run" in results["output"]
 
 
-def test_a_script_that_hangs_on_import_costs_one_import_timeout_and_only_its_own_tests(tmp_path):
-    """Training left at a file's top level: its tests fail after one import timeout (6 s at scale 0.1) with a
-    message naming the import, instead of each test waiting out its own; the other scripts are graded."""
-    hanging = reference("hw5_diffusion").replace("\nimport math\n", "\nimport math\nwhile True:\n    pass\n", 1)
+def test_a_file_that_hangs_on_import_costs_one_import_timeout(tmp_path):
+    """A hang the grader cannot skip (inside a class body): each test fails after one import timeout (6 s at scale
+    0.1) with a message naming the import, instead of each test waiting out its own."""
+    hanging = reference("hw5_diffusion").replace("\nclass ScoreNet(nn.Module):\n",
+                                                 "\nclass ScoreNet(nn.Module):\n    while True:\n        pass\n", 1)
     assert "while True" in hanging
-    folder = submission(tmp_path / "submission", {"hw5_diffusion": hanging, "hw5_vae": reference("hw5_vae")})
-    cheap = {script: [key for key, row in rubric.RUBRIC.items() if key.startswith(GRADED_FILES[script])
-                      and row.timeout <= 60][:2] for script in ("hw5_diffusion", "hw5_vae")}
-    tests = by_key(grade(folder, tmp_path / "results.json", *node_ids(sum(cheap.values(), [])),
-                         env={"HW5_TIMEOUT_SCALE": "0.1"}))
-    for key in cheap["hw5_diffusion"]:
-        assert tests[key]["score"] == 0, key
-        assert "importing hw5_diffusion.py did not finish within 6 s" in tests[key]["output"], tests[key]["output"]
-    for key in cheap["hw5_vae"]:
-        assert tests[key]["status"] == "passed", (key, tests[key]["output"][:300])
+    folder = submission(tmp_path / "submission", {"hw5_diffusion": hanging})
+    cheap = [function for function, row in ASSIGNMENTS["diffusion-sp24"].rows.items() if row.timeout <= 60][:2]
+    tests = by_function(grade(folder, tmp_path / "results.json", *node_ids("diffusion-sp24", cheap),
+                              assignment="diffusion-sp24", env={"HW5_TIMEOUT_SCALE": "0.1"}), "diffusion-sp24")
+    for row in cheap:
+        assert tests[row]["score"] == 0, row
+        assert "importing hw5_diffusion.py did not finish within 6 s" in tests[row]["output"], tests[row]["output"]
 
 
 def test_a_submission_that_kills_the_grader_cannot_forge_its_results(tmp_path):
     """A script that writes a full-marks results.json, then kills pytest: the grader writes its own instead."""
     results = tmp_path / "results.json"
-    forged = json.dumps({"score": 78, "tests": [{"name": "x", "score": 78, "max_score": 78}]})
-    cheat = (f"import os, pathlib, signal\npathlib.Path({str(results)!r}).write_text({forged!r})\n"
-             "os.kill(os.getppid(), signal.SIGKILL)\n")
+    forged = json.dumps({"score": 12, "tests": [{"name": "x", "score": 12, "max_score": 12}]})
+    cheat = (f"import os, pathlib, signal\n\nclass Cheat:  # a class body runs on import\n"
+             f"    pathlib.Path({str(results)!r}).write_text({forged!r})\n"
+             f"    os.kill(os.getppid(), signal.SIGKILL)\n")
     folder = submission(tmp_path / "submission", {"hw5_gan": cheat})
-    graded = grade(folder, results, *node_ids([next(key for key in rubric.RUBRIC if key.startswith("test_gan.py"))]))
-    assert_valid_results(graded)
+    graded = grade(folder, results, *node_ids("gan", ["test_4a_dnet"]))
+    assert_valid_results(graded, "gan")
     assert graded["score"] == 0 and "killed by signal SIGKILL" in json.dumps(graded)
+
+
+# ----------------------------------------------------------------------------------------------------
+# A whole class
+
+
+def test_grade_all_writes_a_complete_gradebook_and_regrades_only_what_changed(tmp_path):
+    """20 course-style submissions of the GAN, one folder each in any layout (correct files, flawed ones, the starter,
+    one that hangs, one that kills its grader, one without the file): every student gets a row of grades.csv, with
+    the reason where grading could not run; a second run grades only the student whose files changed."""
+    name, rows = "gan", ["test_4a_dnet", "test_4d_loss_d"]
+    class_ = tmp_path / "class"
+    students = {path.stem: path.read_text() for path in corpus_files(name)}
+    students.update({f"flaw-{k}": flawed_text(name, (flaw["name"],)) for k, flaw in enumerate(flaws_of(name))})
+    students["hangs"] = reference("hw5_gan").replace("    def _get_loss_d(", "    def _get_loss_d(self, *args):\n"
+                                                      "        while True:\n            pass\n\n    def _unused(", 1)
+    students["kills-the-grader"] = "import os, signal\n\nclass Cheat:\n    os.kill(os.getppid(), signal.SIGKILL)\n"
+    students.update({f"{style}-resubmitted": students[style] for style in ("plain", "functional", "sequential")})
+    for k, (student, text) in enumerate(students.items()):
+        folder = class_ / student / ("nested/deeper" if k % 3 == 0 else "")
+        folder.mkdir(parents=True)
+        (folder / "hw5_gan.py").write_text(text)
+    for student, (file, text) in {"no-file": ("notes.txt", "forgot to upload"),
+                                  "wrong-assignment": ("hw5_vae.py", reference("hw5_vae"))}.items():
+        (class_ / student).mkdir()
+        (class_ / student / file).write_text(text)
+    students_in = autograder.students_in(class_)
+    assert len(students_in) >= 20
+    out = tmp_path / "out"
+    command = [sys.executable, str(TESTS / "autograder.py"), "grade-all", "--submissions", str(class_), "--assignment",
+               name, "--out", str(out), "--jobs", "2", *node_ids(name, rows)]
+    env = {**os.environ, "HW5_TIMEOUT_SCALE": "0.1", "HW5_SUBMISSION": ""}
+    first = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1200)
+    assert first.returncode == 0, first.stderr[-2000:]
+    with open(out / "grades.csv") as file:
+        book = {row["student"]: row for row in csv.DictReader(file)}
+    assert set(book) == {folder.name for folder in students_in}
+    dnet, loss_d = (f"{ASSIGNMENTS[name].rows[row].number} {ASSIGNMENTS[name].rows[row].title}" for row in rows)
+    for student in ("plain", "functional", "sequential", "plain-resubmitted"):
+        assert float(book[student][dnet]) == 2 and float(book[student][loss_d]) == 2, book[student]
+    assert all(float(book[student]["total"]) == 0 for student in ("starter", "no-file", "wrong-assignment"))
+    assert float(book["hangs"][dnet]) == 2 and float(book["hangs"][loss_d]) == 0  # its own test timed out
+    assert "could not run" in book["kills-the-grader"]["note"]
+    for k, flaw in enumerate(flaws_of(name)):
+        lost = {row for row in rows if float(book[f"flaw-{k}"][f"{ASSIGNMENTS[name].rows[row].number} "
+                                                             f"{ASSIGNMENTS[name].rows[row].title}"]) < 2}
+        assert lost == set(flaw["loses"]) & set(rows), (flaw["name"], lost)
+    assert "mean" in first.stdout and "students who lost points" in first.stdout
+    (class_ / "plain" / "hw5_gan.py").write_text(students["plain"] + "\n# resubmitted\n")
+    second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert second.returncode == 0 and "(1 graded now)" in second.stdout, second.stdout

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.distributions import Bernoulli, MultivariateNormal, Normal
 
-from hw5_vae import VAE
+from hw5_vae import VAE, parse_args
 
 F64 = torch.float64
 SE = 5.0  # Monte Carlo tolerance, in standard errors: |z| > 5 has probability ~6e-7 per comparison
@@ -81,7 +81,8 @@ Z_GRID = grid(-12.0, 12.0, 4801)
 def random_vae(seed: int, latent: int = 1, hidden: int = 8, data: int = 6, scale: float = 1.5) -> VAE:
     """The project's VAE in float64 with N(0, scale^2) weights (1.5: an informative decoder); global RNG untouched."""
     with torch.random.fork_rng(devices=[]):
-        vae = VAE(latent, hidden, data).double()
+        sizes = [f"--latent_dimension={latent}", f"--hidden_units={hidden}", f"--data_dimension={data}"]
+        vae = VAE(parse_args(sizes), load_data=False).double()
     g = gen(seed)
     with torch.no_grad():
         for p in vae.parameters():

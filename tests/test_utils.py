@@ -53,8 +53,8 @@ def test_plot_image_grid_writes_a_png(tmp_path):
 # MNIST loading
 
 
-def test_load_mnist_shapes_ranges_and_binarizations(mnist_path):
-    grey = hw5_utils.load_mnist(mnist_path, train_size=0, binarize="none")
+def test_read_mnist_shapes_ranges_and_binarizations(mnist_path):
+    grey = hw5_utils.read_mnist(mnist_path, train_size=0, binarize="none")
     with np.load(mnist_path) as raw:
         expected_train = torch.as_tensor(raw["x_train"].reshape(-1, 784) / 255.0, dtype=torch.float32)
         expected_labels = torch.as_tensor(raw["y_test"].astype(np.int64))
@@ -63,39 +63,39 @@ def test_load_mnist_shapes_ranges_and_binarizations(mnist_path):
     assert grey.train_images.dtype == torch.float32 and grey.train_labels.dtype == torch.int64
     assert grey.train_images.shape == (8000, 784) and grey.test_images.shape == (2000, 784)
 
-    rounded = hw5_utils.load_mnist(mnist_path, train_size=0, binarize="round")
+    rounded = hw5_utils.read_mnist(mnist_path, train_size=0, binarize="round")
     assert torch.equal(rounded.train_images, expected_train.round())
-    dynamic = hw5_utils.load_mnist(mnist_path, train_size=0, binarize="dynamic")
+    dynamic = hw5_utils.read_mnist(mnist_path, train_size=0, binarize="dynamic")
     assert torch.equal(dynamic.train_images, expected_train)  # grey: the trainer draws each epoch
     assert torch.equal(dynamic.test_images, rounded.test_images)  # test images always rounded
     assert set(rounded.test_images.unique().tolist()) == {0.0, 1.0}
 
 
-def test_load_mnist_train_size_takes_the_first_images_and_says_when_short(mnist_path, capsys):
-    small = hw5_utils.load_mnist(mnist_path, train_size=123)
-    full = hw5_utils.load_mnist(mnist_path, train_size=0)
+def test_read_mnist_train_size_takes_the_first_images_and_says_when_short(mnist_path, capsys):
+    small = hw5_utils.read_mnist(mnist_path, train_size=123)
+    full = hw5_utils.read_mnist(mnist_path, train_size=0)
     assert torch.equal(small.train_images, full.train_images[:123])
     assert "fewer than --train-size" not in capsys.readouterr().err
-    hw5_utils.load_mnist(mnist_path, train_size=10000)
+    hw5_utils.read_mnist(mnist_path, train_size=10000)
     assert "8000 training images, fewer than --train-size 10000" in capsys.readouterr().err
 
 
-def test_load_mnist_records_an_absolute_source(mnist_path, monkeypatch):
+def test_read_mnist_records_an_absolute_source(mnist_path, monkeypatch):
     """A run saves its data path: given relative, it must still lead to the file from another folder."""
     monkeypatch.chdir(mnist_path.parent)
-    source = hw5_utils.load_mnist(mnist_path.name, train_size=10).source
+    source = hw5_utils.read_mnist(mnist_path.name, train_size=10).source
     assert Path(source).is_absolute() and Path(source).samefile(mnist_path)
 
 
-def test_load_mnist_rejects_bad_arguments(mnist_path, tmp_path):
+def test_read_mnist_rejects_bad_arguments(mnist_path, tmp_path):
     with pytest.raises(UserError, match="unknown binarization"):
-        hw5_utils.load_mnist(mnist_path, binarize="halftone")
+        hw5_utils.read_mnist(mnist_path, binarize="halftone")
     with pytest.raises(UserError, match="no data file"):
-        hw5_utils.load_mnist(tmp_path / "absent.npz")
+        hw5_utils.read_mnist(tmp_path / "absent.npz")
     np.savez(tmp_path / "floats.npz", x_train=np.full((2, 28, 28), 3.0), y_train=np.zeros(2),
              x_test=np.zeros((2, 28, 28)), y_test=np.zeros(2))
     with pytest.raises(UserError, match="uint8 or floats in \\[0, 1\\]"):
-        hw5_utils.load_mnist(tmp_path / "floats.npz")
+        hw5_utils.read_mnist(tmp_path / "floats.npz")
 
 
 def test_offline_torchvision_root_gives_one_clear_error_and_leaves_nothing(tmp_path, monkeypatch):
@@ -109,13 +109,13 @@ def test_offline_torchvision_root_gives_one_clear_error_and_leaves_nothing(tmp_p
     monkeypatch.setattr(MNIST, "download", no_network)
     root = tmp_path / "data"
     with pytest.raises(UserError, match="could not be downloaded.*--data") as error:
-        hw5_utils.load_mnist(root)
+        hw5_utils.read_mnist(root)
     assert "\n" not in str(error.value) and "got: <urlopen error [Errno -2]" in str(error.value)  # the cause
     assert not root.exists()
     mine = tmp_path / "mine"  # a folder the user already had: left as it was, with no MNIST/raw inside
     mine.mkdir()
     with pytest.raises(UserError, match="could not be downloaded"):
-        hw5_utils.load_mnist(mine)
+        hw5_utils.read_mnist(mine)
     assert list(mine.iterdir()) == []
 
 
@@ -123,7 +123,7 @@ def test_default_source_follows_the_environment_variable(monkeypatch, tmp_path):
     monkeypatch.setenv(hw5_utils.MNIST_ENV, str(tmp_path / "mine.npz"))
     assert hw5_utils.default_mnist_source() == tmp_path / "mine.npz"
     with pytest.raises(UserError, match=r"no data file .*mine\.npz \(from \$HW5_MNIST\)"):  # says where it came from
-        hw5_utils.load_mnist()
+        hw5_utils.read_mnist()
     monkeypatch.delenv(hw5_utils.MNIST_ENV)
     expected = hw5_utils.SHARED_MNIST if hw5_utils.SHARED_MNIST.exists() else hw5_utils.Path("data")
     assert hw5_utils.default_mnist_source() == expected

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 import hw5_gan
-from hw5_utils import load_mnist
+from hw5_utils import read_mnist
 
 
 class GANDataset(Dataset):
@@ -65,7 +65,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    images = load_mnist(None, args.train_size, "none").train_images.view(-1, 1, 28, 28)
+    images = read_mnist(None, args.train_size, "none").train_images.view(-1, 1, 28, 28)
     cfg = hw5_gan.Config()
     print(f"{len(images)} images, batch {cfg.batch_size}, torch {torch.__version__}, {torch.get_num_threads()} "
           f"threads, load average before {os.getloadavg()}")

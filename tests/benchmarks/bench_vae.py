@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import hw5_vae  # noqa: E402
-from hw5_utils import MNIST, Checkpointer, load_mnist, matmul_precision  # noqa: E402
+from hw5_utils import MNIST, Checkpointer, matmul_precision, read_mnist  # noqa: E402
 
 BATCH, HIDDEN, PIXELS = 100, 500, 784
 
@@ -80,7 +80,7 @@ def ours_loop(images: torch.Tensor, precision: str):
     cfg = hw5_vae.Config(epochs=0, binarize="dynamic", matmul_precision=precision)
     data = MNIST(images, torch.zeros(len(images), dtype=torch.long), images[:100].round(), torch.zeros(100), "bench")
     torch.manual_seed(0)
-    vae = hw5_vae.VAE()
+    vae = hw5_vae.sized_vae(hw5_vae.Config())
     optimizer = torch.optim.Adam(vae.parameters(), lr=1e-3, fused=True)
     state = {"epoch": 0, "history": {}, "train_seconds": 0.0}
     folder = tempfile.TemporaryDirectory()
@@ -111,7 +111,7 @@ def dataloader_loop(images: torch.Tensor):
     uint8_images = (images * 255).round().to(torch.uint8).view(-1, 28, 28)
     loader = DataLoader(InMemoryMNIST(uint8_images), batch_size=BATCH, shuffle=True)
     torch.manual_seed(0)
-    vae = hw5_vae.VAE()
+    vae = hw5_vae.sized_vae(hw5_vae.Config())
     optimizer = torch.optim.Adam(vae.parameters(), lr=1e-3)
 
     def one_epoch() -> float:
@@ -136,7 +136,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    mnist = load_mnist(None, 0, "dynamic")
+    mnist = read_mnist(None, 0, "dynamic")
     images = torch.cat([mnist.train_images, mnist.test_images])[:10000]
     load = os.getloadavg()[0]
     bounds = {precision: gemm_bound_epoch(len(images), precision) for precision in ("highest", "medium")}

@@ -1,10 +1,11 @@
 """Pass rate of the reference's graded tests under other seeds: are the stochastic checks fair?
 
-    python tests/benchmarks/seed_sweep.py [--seeds 20] [tests/test_vae.py ...]
+    python tests/benchmarks/seed_sweep.py [--seeds 20] [--jobs 2] [--assignment vae ...]
 
-Runs the graded suite (as the autograder does: isolated, with results.json) once per seed offset
-($HW5_SEED_OFFSET shifts every seed the graded tests set through grading.manual_seed) and prints, per rubric
-row, how often the reference earned full points. Not part of CI: it runs the graded suite N times.
+Grades the reference once per seed offset and assignment, as the autograder does (each test isolated, with
+results.json; $HW5_SEED_OFFSET shifts every seed the graded tests set through grading.manual_seed), `--jobs` runs
+at a time, and prints, per rubric row, how often the reference earned full points, and the slowest run's time.
+Not part of CI: it grades every assignment N times.
 """
 from __future__ import annotations
 
@@ -14,33 +15,48 @@ import os
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))
+
+import rubric  # noqa: E402
+
+
+def graded(name: str, offset: int, folder: Path) -> dict:
+    """The reference graded for one assignment with seeds shifted by `offset`: results.json."""
+    results = folder / f"{name}_{offset}.json"
+    env = {**os.environ, "HW5_SEED_OFFSET": str(offset), "HW5_SUBMISSION": "", "MPLBACKEND": "Agg"}
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"tests/{rubric.ASSIGNMENTS[name].tests}",
+                    "--results", str(results), "--assignment", name], cwd=ROOT, env=env, capture_output=True)
+    return json.loads(results.read_text())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=20)
-    parser.add_argument("paths", nargs="*", help="test files or node ids to sweep [default: all graded tests]")
+    parser.add_argument("--jobs", type=int, default=1, help="gradings at a time (each grades on one core)")
+    parser.add_argument("--assignment", action="append", choices=sorted(rubric.ASSIGNMENTS),
+                        help="[default: every assignment]")
     args = parser.parse_args()
-    passes: dict[str, int] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for offset in range(args.seeds):
-            results = Path(tmp) / f"results_{offset}.json"
-            env = {**os.environ, "HW5_SEED_OFFSET": str(1000 * (offset + 1)), "HW5_SUBMISSION": ""}
-            subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--results", str(results),
-                            *args.paths], cwd=ROOT, env=env, capture_output=True)
-            for test in json.loads(results.read_text())["tests"]:
-                if not test["output"].startswith("not run"):
-                    passes[test["name"]] = passes.get(test["name"], 0) + (test["score"] == test["max_score"])
-            print(f"seed offset {1000 * (offset + 1)}: {sum(passes.values())} full-score results so far", flush=True)
-    width = max(map(len, passes))
-    for name, count in passes.items():
-        print(f"{name:{width}s}  {count:3d} / {args.seeds}")
-    total = sum(passes.values())
-    print(f"{'all graded tests':{width}s}  {total} / {args.seeds * len(passes)} "
-          f"({100 * total / (args.seeds * len(passes)):.1f}% pass rate)")
+    names = args.assignment or list(rubric.ASSIGNMENTS)
+    runs = [(name, 1000 * (k + 1)) for name in names for k in range(args.seeds)]
+    with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(args.jobs) as pool:
+        results = list(pool.map(lambda run: (run[0], graded(*run, Path(tmp))), runs))
+    for name in names:
+        passes: dict[str, int] = {}
+        mine = [result for owner, result in results if owner == name]
+        for result in mine:
+            for test in result["tests"]:
+                passes[test["name"]] = passes.get(test["name"], 0) + (test["score"] == test["max_score"])
+        width = max(map(len, passes))
+        print(f"{name}: slowest run {max(result['execution_time'] for result in mine):.0f} s")
+        for row, count in passes.items():
+            print(f"  {row:{width}s}  {count:3d} / {args.seeds}")
+        total = sum(passes.values())
+        print(f"  {'all rows':{width}s}  {total} / {args.seeds * len(passes)} "
+              f"({100 * total / (args.seeds * len(passes)):.1f}% full points)")
 
 
 if __name__ == "__main__":
