@@ -22,6 +22,7 @@ measured in units of the data's spread, random Fourier features, the EDM/NCSNv2 
 """
 from __future__ import annotations
 
+import argparse
 import functools
 import math
 import shlex
@@ -40,11 +41,12 @@ from matplotlib.path import Path as PolygonPath
 from matplotlib.textpath import TextPath
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
+from tqdm import tqdm
 
 from hw5_utils import (App, Checkpointer, DEVICE, OVERWRITE, RESUME, UserError, check_new_run, check_out_dir,
-                       check_seed, create_samples, get_rng_state, load_checkpoint, load_run, load_weights, note,
-                       pick_device, progress, require, restore_training, save_array, save_figure, save_gif,
-                       saved_config, seed_everything, typed_options, write_metrics)
+                       check_seed, create_samples, generate_sigmas, get_rng_state, load_checkpoint, load_run,
+                       load_weights, note, pick_device, progress, require, restore_training, save_array, save_figure,
+                       save_gif, saved_config, seed_everything, typed_options, write_metrics)
 from hw5_utils import plot_score as plot_course_score
 
 # ----------------------------------------------------------------------------------------------------
@@ -247,11 +249,11 @@ class ScoreMatching:
         return (x_mod, torch.stack([x.cpu() for x in trajectory])) if return_trajectory else x_mod
 
     def train(self, data: Any, noise_levels: Any, learning_rate: float, iterations: int) -> list[float]:
-        """The course's training: Adam on self.scorenet's denoising loss over data (N, 2) at noise_levels (L,),
-        for `iterations` steps from `learning_rate`. Returns the loss per iteration (per sample).
+        """The course's training: `iterations` Adam steps at `learning_rate` on the denoising loss of all of data
+        (N, 2) at noise_levels (L,). Returns the loss per iteration, per sample.
 
-        This script's recipe (`fit`): the σ²-weighted loss, a warm-up then a cosine decay, and an exponential
-        moving average of the weights, which self.scorenet holds at the end.
+        The command line trains with `fit` instead: a σ²-weighted loss, a learning-rate schedule and an average
+        of the weights (README, Diffusion).
         """
         device = next(self.scorenet.parameters()).device
         points = torch.as_tensor(data, dtype=torch.float32).to(device)
@@ -259,13 +261,15 @@ class ScoreMatching:
         if isinstance(self.scorenet, DiffusionModel):
             self.scorenet.measure(points)
         self.data = points
-        cfg = Config(iterations=iterations, lr=learning_rate, batch_size=len(points))
-        ema = ema_of(self.scorenet, cfg.ema_decay)
         optimizer = torch.optim.Adam(self.scorenet.parameters(), lr=learning_rate)
-        state = fit(self, ema, optimizer, PointCloud("data", points), cfg, Checkpointer(None, unit="iteration"),
-                    {"iteration": 0, "history": [], "train_seconds": 0.0})
-        self.scorenet.load_state_dict(ema.module.state_dict())
-        return state["history"]
+        losses = []
+        for _ in tqdm(range(iterations), desc="ScoreMatching", unit="iteration"):
+            loss = self.denoising_loss(points, self.noise_levels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item() / len(points))
+        return losses
 
     @torch.no_grad()
     def plot_score(self, path: Path | str = "score_field.png", sigma: Optional[float] = None,
@@ -341,6 +345,71 @@ def langevin_dynamics_sample(scorenet: nn.Module, n_samples: int, sigmas: Any, i
     trajectory = [] if return_traj else None
     x = annealed_langevin(scorenet, torch.randn(n_samples, 2, device=device), sigmas, iterations, eps, trajectory)
     return torch.stack(trajectory, dim=1) if return_traj else x
+
+
+# ----------------------------------------------------------------------------------------------------
+# The course's main() of each edition (figures saved in the working folder)
+
+
+def main_fa22() -> None:
+    """The Fall-2022 main(): train ScoreMatching() on cs446.npy (2000 points in the unit square, handed out
+    with the starter), draw the score field, sample with annealed Langevin dynamics and scatter the samples."""
+    parser = argparse.ArgumentParser(description="The course's score matching on 2-D points (Fall 2022, question 4).")
+    parser.add_argument("--iterations", type=int, default=5000, help="Adam steps of training.")
+    parser.add_argument("--learning_rate", type=float, default=1e-3, help="Adam's learning rate.")
+    parser.add_argument("--sampling_iterations", type=int, default=SAMPLING_ITERATIONS, help="Langevin steps per σ.")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    data = torch.tensor(np.load("cs446.npy"), dtype=torch.float32)
+    noise_levels = ScoreMatching.generate_noise_levels(1.0, 0.01, 10)
+    sm = ScoreMatching()
+    sm.train(data, noise_levels, args.learning_rate, args.iterations)
+    sm.plot_score()
+    lr = LANGEVIN_STEP_RATIO * noise_levels.min().item() ** 2
+    samples = sm.langevin_dynamics_sample(sm.initial_random_samples(), noise_levels, args.sampling_iterations, lr)
+    plot_samples(samples, data, Path("samples.png"), f"{len(samples)} samples of annealed Langevin dynamics")
+
+
+def main_sp24() -> None:
+    """The Spring-2024 main(): train ScoreNet() on create_samples() with sigmas generate_sigmas(0.3, 0.01, 10),
+    save model.ckpt, draw the score field (plot_score), the samples at steps 0, 200, 400, 600, 800 and the final
+    ones, and the trajectories of two samples."""
+    parser = argparse.ArgumentParser(description="The course's ScoreNet on the CS446 points (Spring 2024, question 5).")
+    parser.add_argument("--iterations", type=int, default=SP24_ITERATIONS, help="Adam steps of training.")
+    parser.add_argument("--lr", type=float, default=2e-3, help="Adam's first learning rate (decayed to 0).")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    np.random.seed(0)
+    data = torch.tensor(create_samples())
+    sigmas = torch.tensor(generate_sigmas(0.3, 0.01, 10), dtype=torch.float32)
+    scorenet = ScoreNet()
+    optimizer = torch.optim.Adam(scorenet.parameters(), lr=args.lr)
+    # The handout's constant 0.01 leaves the network at the trivial solution; a decaying rate trains it.
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, args.iterations)
+    for _ in tqdm(range(args.iterations), desc="ScoreNet", unit="iteration"):
+        loss = compute_denoising_loss(scorenet, data, sigmas)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+    torch.save(scorenet.state_dict(), "model.ckpt")
+    plot_course_score(scorenet, data, "score_field.png")
+    trajectory = langevin_dynamics_sample(scorenet, 1000, sigmas, return_traj=True)  # (1000, L·T, 2)
+    steps = list(SNAPSHOT_STEPS) + [trajectory.shape[1] - 1]
+    fig, axes = plt.subplots(2, 3, figsize=(15, 5), sharex=True, sharey=True)
+    for ax, step in zip(axes.flat, steps):
+        ax.scatter(*data.T, s=1, color="0.8")
+        ax.scatter(*trajectory[:, step].T, s=1)
+        ax.set_title("final samples" if step == steps[-1] else f"step {step}")
+    fig.suptitle("Annealed Langevin dynamics: samples (blue) over the data (grey)")
+    save_figure(fig, Path("samples.png"))
+    fig, ax = plt.subplots(figsize=(10, 3))
+    ax.scatter(*data.T, s=1, color="0.8")
+    for path in trajectory[:2]:
+        ax.plot(*path.T, linewidth=0.5)
+        ax.scatter(*path[-1], marker="*", s=80)
+    ax.set(title="Trajectories of two samples (stars: where they end)", xlabel="x", ylabel="y")
+    save_figure(fig, Path("trajectories.png"))
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -11,9 +11,14 @@ min_G max_D  E_x[log D(x)] + E_z[log(1 - D(G(z)))]. D maximizes it (binary cross
 fake -> 0). G would minimize log(1 - D(G(z))), whose gradient vanishes while D rejects G's samples
 confidently (early training), so by default it minimizes -log D(G(z)) instead (the non-saturating loss);
 `--loss minimax` keeps the original to show the difference.
+
+The course's Spring-2024 template is solved here too (question 4): `DNet`, `GNet`, `GAN()` with `_get_loss_d`,
+`_get_loss_g` and the course's own `train()`, and `main()`, as its starter calls them. The command line trains
+the same networks through the same two losses with a faster loop (`fit`), and adds figures and metrics.
 """
 from __future__ import annotations
 
+import argparse
 import math
 import shlex
 import time
@@ -29,12 +34,16 @@ import typer
 from matplotlib.ticker import MaxNLocator
 from PIL import Image, ImageDraw
 from torch import nn
-from torchvision.utils import make_grid
+from torch.utils.data import DataLoader
+from torchvision import transforms
+from torchvision.utils import make_grid, save_image
+from tqdm import tqdm
 
-from hw5_utils import (App, Checkpointer, DEVICE, MNIST, OVERWRITE, RESUME, UserError, check_new_run, check_out_dir,
-                       check_seed, get_rng_state, judge_digits, load_checkpoint, load_judge, load_run,
-                       load_weights, note, pick_device, plot_image_grid, progress, read_mnist, require, restore_training,
-                       save_figure, save_gif, saved_config, seed_everything, typed_options, write_metrics)
+from hw5_utils import (App, BASE_URL, Checkpointer, DEVICE, GANDataset, MNIST, OVERWRITE, RESUME, UserError,
+                       check_new_run, check_out_dir, check_seed, download, get_rng_state, judge_digits, load_checkpoint,
+                       load_judge, load_run, load_weights, note, pick_device, plot_image_grid, progress, read_mnist,
+                       require, restore_training, save_figure, save_gif, saved_config, seed_everything, typed_options,
+                       write_metrics)
 
 # ----------------------------------------------------------------------------------------------------
 # Hyperparameters (the command line's defaults)
@@ -129,6 +138,101 @@ class GNet(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------------
+# Losses, on the discriminator's logits (BCE-with-logits is the numerically safe form of log sigmoid)
+
+
+def discriminator_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
+    """-(mean log D(x) + mean log(1 - D(G(z)))): BCE with real -> 1 plus BCE with fake -> 0; logits (B, 1)."""
+    return (F.binary_cross_entropy_with_logits(logits_real, torch.ones_like(logits_real))
+            + F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake)))
+
+
+def generator_loss(logits_fake: torch.Tensor, kind: str = "nonsaturating") -> torch.Tensor:
+    """The generator's loss on D's logits for G(z), (B, 1) -> a scalar.
+
+    nonsaturating: mean -log D(G(z)) (BCE with fake -> 1); its gradient -(1 - D(G(z))) per logit is largest
+      where D rejects the fake. minimax: mean log(1 - D(G(z))) (minus BCE with fake -> 0); its gradient
+      -D(G(z)) per logit vanishes there, so G learns little while D wins.
+    """
+    if kind == "minimax":
+        return -F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake))
+    return F.binary_cross_entropy_with_logits(logits_fake, torch.ones_like(logits_fake))
+
+
+class GAN:
+    """The course's GAN: a discriminator `disc`, a generator `gen`, their losses and the course's training."""
+
+    def __init__(self, zdim: int = 64) -> None:
+        """zdim: dimension of the noise z ~ U[-1, 1]^zdim."""
+        torch.manual_seed(2)
+        self._dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self._zdim = zdim
+        self.disc = DNet().to(self._dev)
+        self.gen = GNet(self._zdim).to(self._dev)
+
+    def _get_loss_d(self, batch_size: int, batch_data: torch.Tensor, z: torch.Tensor,
+                    fake: torch.Tensor | None = None) -> torch.Tensor:
+        """The discriminator's loss on real images batch_data (B, 1, 28, 28) and fakes G(z), z (B, zdim).
+
+        batch_size is the course's argument (B); the labels follow the logits' shapes. G(z) is detached:
+        this loss trains D only. fake: G(z) when the caller has computed it already (the fast training loop
+        does, once per batch).
+        """
+        fake = self.gen(z) if fake is None else fake
+        return discriminator_loss(self.disc(batch_data), self.disc(fake.detach()))
+
+    def _get_loss_g(self, batch_size: int, z: torch.Tensor, fake: torch.Tensor | None = None) -> torch.Tensor:
+        """The generator's non-saturating loss -log D(G(z)) for z (B, zdim); fake: G(z) when the caller has
+        computed it already."""
+        return generator_loss(self.disc(self.gen(z) if fake is None else fake))
+
+    def train(self, iter_d: int = 1, iter_g: int = 1, n_epochs: int = 100, batch_size: int = 256,
+              lr: float = 0.0002) -> None:
+        """The course's training: the MNIST training images (downloaded into ./data), shuffled batches of
+        batch_size, z ~ U[-1, 1]; per batch iter_d Adam steps of D on _get_loss_d, then iter_g of G on
+        _get_loss_g; 64 samples saved as test_{epoch}.png every 10 epochs. (The command line trains with
+        `fit`, the same steps about twice as fast, and writes figures and metrics.)"""
+        f_name = "train-images-idx3-ubyte.gz"
+        download(BASE_URL + f_name, f_name)
+        train_data = GANDataset(f"./data/{f_name}", self._dev, transform=transforms.Normalize((0.0,), (255.0,)))
+        train_loader = DataLoader(train_data, batch_size=batch_size, shuffle=True, drop_last=True)
+        dopt = torch.optim.Adam(self.disc.parameters(), lr=lr)
+        gopt = torch.optim.Adam(self.gen.parameters(), lr=lr)
+        for epoch in tqdm(range(n_epochs), desc="GAN", unit="epoch"):
+            for batch_idx, data in enumerate(train_loader):
+                z = 2 * torch.rand(data.size(0), self._zdim, device=self._dev) - 1
+                if batch_idx == 0 and epoch % 10 == 0:
+                    with torch.no_grad():
+                        save_image(self.gen(z)[:64].cpu(), f"test_{epoch}.png", nrow=8, normalize=True)
+                for _ in range(iter_d):
+                    loss_d = self._get_loss_d(batch_size, data, z)
+                    dopt.zero_grad()
+                    loss_d.backward()
+                    dopt.step()
+                for _ in range(iter_g):
+                    loss_g = self._get_loss_g(batch_size, z)
+                    gopt.zero_grad()
+                    loss_g.backward()
+                    gopt.step()
+            tqdm.write(f"E: {epoch}; DLoss: {loss_d.item()}; GLoss: {loss_g.item()}")
+
+
+def main() -> None:
+    """The course's main(): GAN() trained by its own train() in the working folder, both networks saved."""
+    parser = argparse.ArgumentParser(description="The course's GAN on MNIST (Spring 2024, question 4).")
+    parser.add_argument("--n_epochs", type=int, default=100, help="Epochs of training.")
+    parser.add_argument("--batch_size", type=int, default=256, help="Images per batch.")
+    parser.add_argument("--lr", type=float, default=0.0002, help="Adam's learning rate.")
+    parser.add_argument("--iter_d", type=int, default=1, help="Discriminator steps per batch.")
+    parser.add_argument("--iter_g", type=int, default=1, help="Generator steps per batch.")
+    args = parser.parse_args()
+    gan = GAN()
+    gan.train(args.iter_d, args.iter_g, args.n_epochs, args.batch_size, args.lr)
+    torch.save(gan.gen.state_dict(), "gen.pt")
+    torch.save(gan.disc.state_dict(), "disc.pt")
+
+
+# ----------------------------------------------------------------------------------------------------
 # Model: a DCGAN pair for 28x28 digits (strided and transposed convolutions, BatchNorm)
 
 
@@ -177,29 +281,14 @@ class DCGANGenerator(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------------
-# Losses, on the discriminator's logits (BCE-with-logits is the numerically safe form of log sigmoid)
+# The GAN the command line trains: the course's, with this project's options
 
 
-def discriminator_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
-    """-(mean log D(x) + mean log(1 - D(G(z)))): BCE with real -> 1 plus BCE with fake -> 0; logits (B, 1)."""
-    return (F.binary_cross_entropy_with_logits(logits_real, torch.ones_like(logits_real))
-            + F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake)))
+class ConfiguredGAN(GAN):
+    """The course's GAN with a choice of networks (arch), of the generator's loss, of the device and the seed.
 
-
-def generator_loss(logits_fake: torch.Tensor, kind: str = "nonsaturating") -> torch.Tensor:
-    """The generator's loss on D's logits for G(z), (B, 1) -> a scalar.
-
-    nonsaturating: mean -log D(G(z)) (BCE with fake -> 1); its gradient -(1 - D(G(z))) per logit is largest
-      where D rejects the fake. minimax: mean log(1 - D(G(z))) (minus BCE with fake -> 0); its gradient
-      -D(G(z)) per logit vanishes there, so G learns little while D wins.
+    Its weights are channels-last (NHWC), which lets oneDNN/cuDNN run the convolutions without reordering.
     """
-    if kind == "minimax":
-        return -F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake))
-    return F.binary_cross_entropy_with_logits(logits_fake, torch.ones_like(logits_fake))
-
-
-class GAN:
-    """The course's GAN: a generator `gen`, a discriminator `disc`, their losses and `train`."""
 
     def __init__(self, zdim: int = 64, arch: str = "course", loss: str = "nonsaturating",
                  device: torch.device | str = "auto", seed: int = 2) -> None:
@@ -210,30 +299,17 @@ class GAN:
         seed_everything(seed)
         self._dev = pick_device(device) if isinstance(device, str) else device
         self._zdim, self.arch, self.loss, self.seed = zdim, arch, loss, seed
-        # Channels-last weights (NHWC) let oneDNN/cuDNN run the convolutions without reordering each time.
         layout = {"device": self._dev, "memory_format": torch.channels_last}
         self.disc = (DNet() if arch == "course" else DCGANDiscriminator()).to(**layout)
         self.gen = (GNet(zdim) if arch == "course" else DCGANGenerator(zdim)).to(**layout)
 
+    def _get_loss_g(self, batch_size: int, z: torch.Tensor, fake: torch.Tensor | None = None) -> torch.Tensor:
+        """The generator's loss of the chosen kind (non-saturating, or minimax) for z (B, zdim)."""
+        return generator_loss(self.disc(self.gen(z) if fake is None else fake), self.loss)
+
     def sample_z(self, n: int) -> torch.Tensor:
         """n noise vectors z ~ U[-1, 1]^zdim, (n, zdim)."""
         return 2 * torch.rand(n, self._zdim, device=self._dev) - 1
-
-    def _get_loss_d(self, batch_size: int, batch_data: torch.Tensor, z: torch.Tensor,
-                    fake: torch.Tensor | None = None) -> torch.Tensor:
-        """The discriminator's loss on real images batch_data (B, 1, 28, 28) and fakes G(z), z (B, zdim).
-
-        batch_size is the course's argument (B); the labels follow the logits' shapes. G(z) is detached:
-        this loss trains D only. fake: G(z) when the caller has computed it already (the training loop does,
-        once per batch).
-        """
-        fake = self.gen(z) if fake is None else fake
-        return discriminator_loss(self.disc(batch_data), self.disc(fake.detach()))
-
-    def _get_loss_g(self, batch_size: int, z: torch.Tensor, fake: torch.Tensor | None = None) -> torch.Tensor:
-        """The generator's loss (non-saturating unless built with loss='minimax') for z (B, zdim); fake: G(z)
-        when the caller has computed it already."""
-        return generator_loss(self.disc(self.gen(z) if fake is None else fake), self.loss)
 
     @torch.no_grad()
     def generate(self, z: torch.Tensor, chunk: int = 1000) -> torch.Tensor:
@@ -243,29 +319,20 @@ class GAN:
         self.gen.train()
         return images
 
-    def train(self, iter_d: int = 1, iter_g: int = 1, n_epochs: int = 100, batch_size: int = 256, lr: float = 2e-4,
-              out_dir: Path | str = "outputs/gan", data: Path | str | None = None, overwrite: bool = False) -> dict:
-        """The course's entry point: train these networks on MNIST, write the figures, checkpoint and
-        metrics.json to out_dir; returns the metrics. A run already saved in out_dir is replaced only with
-        overwrite=True (otherwise a one-line `UserError`)."""
-        cfg = Config(zdim=self._zdim, arch=self.arch, loss=self.loss, epochs=n_epochs, batch_size=batch_size,
-                     lr=lr, iter_d=iter_d, iter_g=iter_g, data=str(data) if data else None, seed=self.seed)
-        return run_training(cfg, Path(out_dir), self._dev, gan=self, overwrite=overwrite)
-
 
 # ----------------------------------------------------------------------------------------------------
 # Training
 
 
-def make_optimizers(gan: GAN, lr: float) -> tuple[torch.optim.Adam, torch.optim.Adam]:
+def make_optimizers(gan: ConfiguredGAN, lr: float) -> tuple[torch.optim.Adam, torch.optim.Adam]:
     """Adam for G and for D (fused into one kernel per step on CPU and CUDA)."""
     fused = gan._dev.type in ("cpu", "cuda")
     return tuple(torch.optim.Adam(net.parameters(), lr=lr, betas=ADAM_BETAS[gan.arch], fused=fused)
                  for net in (gan.gen, gan.disc))
 
 
-def train_epoch(gan: GAN, opt_gen: torch.optim.Optimizer, opt_disc: torch.optim.Optimizer, images: torch.Tensor,
-                cfg: Config) -> torch.Tensor:
+def train_epoch(gan: ConfiguredGAN, opt_gen: torch.optim.Optimizer, opt_disc: torch.optim.Optimizer,
+                images: torch.Tensor, cfg: Config) -> torch.Tensor:
     """One pass over images (N, 1, 28, 28) in shuffled full batches (the course drops the last partial one).
 
     Per batch, as in the course: z ~ U[-1, 1]; iter_d steps of D on `_get_loss_d` of the batch and G(z); iter_g
@@ -298,7 +365,7 @@ def train_epoch(gan: GAN, opt_gen: torch.optim.Optimizer, opt_disc: torch.optim.
 
 
 @torch.no_grad()
-def mean_d_outputs(gan: GAN, real: torch.Tensor, z: torch.Tensor) -> tuple[float, float]:
+def mean_d_outputs(gan: ConfiguredGAN, real: torch.Tensor, z: torch.Tensor) -> tuple[float, float]:
     """What D believes: its mean output D(x) on real images (N, 1, 28, 28) and D(G(z)) on G's images of z
     (N, zdim), both networks in eval mode."""
     gan.disc.eval()
@@ -307,7 +374,7 @@ def mean_d_outputs(gan: GAN, real: torch.Tensor, z: torch.Tensor) -> tuple[float
     return d_real, d_fake
 
 
-def training_state(gan: GAN, opt_gen: torch.optim.Optimizer, opt_disc: torch.optim.Optimizer, cfg: Config,
+def training_state(gan: ConfiguredGAN, opt_gen: torch.optim.Optimizer, opt_disc: torch.optim.Optimizer, cfg: Config,
                    epoch: int, history: dict, train_seconds: float, fixed_z: torch.Tensor, frames: dict) -> dict:
     """Everything a checkpoint holds: both networks and optimizers, settings, progress, RNG states, the fixed
     noise and the GIF's frames (uint8 grids by epoch)."""
@@ -316,7 +383,7 @@ def training_state(gan: GAN, opt_gen: torch.optim.Optimizer, opt_disc: torch.opt
             "train_seconds": train_seconds, "rng": get_rng_state(), "fixed_z": fixed_z, "frames": frames}
 
 
-def fit(gan: GAN, opt_gen: torch.optim.Optimizer, opt_disc: torch.optim.Optimizer, images: torch.Tensor,
+def fit(gan: ConfiguredGAN, opt_gen: torch.optim.Optimizer, opt_disc: torch.optim.Optimizer, images: torch.Tensor,
         cfg: Config, checkpointer: Checkpointer, state: dict, out_dir: Path) -> dict:
     """Train from state['epoch'] to cfg.epochs, writing the fixed-noise grids; returns the final state."""
     epoch, history, seconds = state["epoch"], state["history"], state["train_seconds"]
@@ -358,7 +425,7 @@ def fit(gan: GAN, opt_gen: torch.optim.Optimizer, opt_disc: torch.optim.Optimize
 # Evaluation
 
 
-def evaluate(gan: GAN, data: MNIST, n: int = EVAL_SAMPLES, seed: int = 0) -> dict:
+def evaluate(gan: ConfiguredGAN, data: MNIST, n: int = EVAL_SAMPLES, seed: int = 0) -> dict:
     """Score n generated digits with the MNIST judge (hw5_utils.judge_digits) against n real test digits.
 
     data: grey MNIST, all of it (the judge is trained on its training digits once, then cached).
@@ -453,13 +520,13 @@ def train_hint(out_dir: Path) -> str:
     return f"python hw5_gan.py train --out-dir {shlex.quote(str(out_dir))}"
 
 
-def restore(out_dir: Path, device: str = "auto") -> tuple[GAN, dict]:
+def restore(out_dir: Path, device: str = "auto") -> tuple[ConfiguredGAN, dict]:
     """The GAN saved in out_dir/gan.pt and the whole checkpoint."""
     dev = pick_device(device)
     path = Path(out_dir) / CHECKPOINT
     state, cfg = load_run(path, CHECKPOINT_KEYS, train_hint(out_dir), Config)
     try:
-        gan = GAN(cfg.zdim, cfg.arch, cfg.loss, dev, cfg.seed)
+        gan = ConfiguredGAN(cfg.zdim, cfg.arch, cfg.loss, dev, cfg.seed)
     except (RuntimeError, UserError):  # e.g. a negative size, an unknown arch
         raise UserError(f"{path} has an unusable config {state['config']!r}: train again with --overwrite") from None
     load_weights(gan.gen, state["gen"], path)
@@ -467,13 +534,13 @@ def restore(out_dir: Path, device: str = "auto") -> tuple[GAN, dict]:
     return gan, state
 
 
-def evaluate_and_save(gan: GAN, state: dict, out_dir: Path, data: Path | str | None = None,
+def evaluate_and_save(gan: ConfiguredGAN, state: dict, out_dir: Path, data: Path | str | None = None,
                       n: int = EVAL_SAMPLES) -> dict:
     """Score a trained GAN (and the same networks untrained) with the judge; write out_dir/metrics.json."""
     cfg = state["config"]
     mnist = read_mnist(data or cfg["data"], 0, "none", gan._dev)
     metrics = evaluate(gan, mnist, n)
-    untrained = GAN(gan._zdim, gan.arch, gan.loss, gan._dev, gan.seed)
+    untrained = ConfiguredGAN(gan._zdim, gan.arch, gan.loss, gan._dev, gan.seed)
     metrics["untrained_frechet_distance"] = evaluate(untrained, mnist, n)["frechet_distance"]
     metrics.update(epochs=state.get("epoch", 0), arch=gan.arch, loss=gan.loss,
                    train_seconds=round(state.get("train_seconds", 0.0), 2), zdim=gan._zdim,
@@ -486,11 +553,10 @@ def evaluate_and_save(gan: GAN, state: dict, out_dir: Path, data: Path | str | N
 
 
 def run_training(cfg: Config, out_dir: Path, device: str | torch.device = "auto", resume: bool = False,
-                 gan: GAN | None = None, ignored_on_resume: Sequence[str] = (), overwrite: bool = False) -> dict:
+                 ignored_on_resume: Sequence[str] = (), overwrite: bool = False) -> dict:
     """Train (or resume) a GAN, then write out_dir/gan.pt, the figures and metrics.json; returns the metrics.
 
-    gan: networks to train (GAN.train passes itself); by default new ones from cfg. Everything the user gave
-    is checked before anything in out_dir is written.
+    Everything the user gave is checked before anything in out_dir is written.
     """
     out_dir = check_out_dir(out_dir)
     check_new_run(out_dir / CHECKPOINT, resume, overwrite)
@@ -512,7 +578,7 @@ def run_training(cfg: Config, out_dir: Path, device: str | torch.device = "auto"
     images = data.train_images.view(-1, 1, 28, 28)
     require(cfg.batch_size <= len(images), f"--batch-size {cfg.batch_size} is larger than the {len(images)} "
                                            f"training images: lower it or raise --train-size")
-    gan = gan or GAN(cfg.zdim, cfg.arch, cfg.loss, dev, cfg.seed)
+    gan = ConfiguredGAN(cfg.zdim, cfg.arch, cfg.loss, dev, cfg.seed)
     state = {"epoch": 0, "history": {}, "train_seconds": 0.0, "fixed_z": gan.sample_z(N_FIXED), "frames": {}}
     opt_gen, opt_disc = make_optimizers(gan, cfg.lr)
     if saved is not None:

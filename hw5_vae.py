@@ -32,12 +32,13 @@ import torch
 import typer
 from matplotlib.ticker import MaxNLocator
 from torch import nn
+from tqdm import tqdm
 
-from hw5_utils import (App, Checkpointer, DEVICE, MATMUL_PRECISIONS, MNIST, OVERWRITE, RESUME, UserError, check_new_run,
-                       check_out_dir, check_seed, get_rng_state, judge_digits, load_checkpoint, load_judge, load_mnist,
-                       load_run, load_weights, matmul_precision, note, pick_device, plot_image_grid, progress,
-                       read_mnist, require, restore_training, save_figure, saved_config, seed_everything, typed_options,
-                       write_metrics)
+from hw5_utils import (App, Checkpointer, DEVICE, MATMUL_PRECISIONS, MNIST, OVERWRITE, RESUME, UserError, batch_indices,
+                       check_new_run, check_out_dir, check_seed, get_rng_state, judge_digits, load_checkpoint,
+                       load_judge, load_mnist, load_run, load_weights, matmul_precision, note, pick_device,
+                       plot_image_grid, progress, read_mnist, require, restore_training, save_figure, saved_config,
+                       seed_everything, typed_options, write_metrics)
 
 # ----------------------------------------------------------------------------------------------------
 # Hyperparameters (the command line's defaults)
@@ -232,20 +233,27 @@ class VAE(nn.Module):
         return (log_p_x + log_p_z - self.logpdf_diagonal_gaussian(z, mu, sigma_square)).view(len(x), k)
 
     def train(self, mode: bool | None = None):
-        """The course's training (2.d): Adam on -ELBO, num_epoches epochs of batch_size images of
+        """The course's training (2.d): Adam on -ELBO, num_epoches epochs of batch_size-image minibatches of
         self.train_images, then the encoder's weights saved to e_path and the decoder's to d_path.
 
-        The loop is this script's fast one (`fit`: the KL in closed form, a cosine-decayed learning rate).
-        train(True) or train(False), which nn.Module.eval() calls, only sets the module's training mode.
+        train(True) or train(False), which nn.Module.eval() calls, only sets the module's training mode. The
+        command line trains with `fit` instead: the same ELBO, twice as fast and to a better optimum (README).
         """
         if mode is not None:
             return super().train(mode)
-        require(self.train_images is not None, "this VAE was built with load_data=False: it has no training images")
-        cfg = Config(epochs=self.num_epoches, batch_size=self.batch_size, binarize="round")
-        data = MNIST(self.train_images, self.train_labels.argmax(1), self.test_images[:2000], torch.zeros(0),
-                     "load_mnist()")  # a per-epoch test ELBO on 2000 images is enough to follow
-        optimizer = torch.optim.Adam(self.parameters(), lr=cfg.lr)
-        fit(self, optimizer, data, cfg, Checkpointer(None, ""), {"epoch": 0, "history": {}, "train_seconds": 0.0})
+        optimizer = torch.optim.Adam(self.parameters())
+        num_batches = math.ceil(len(self.train_images) / self.batch_size)
+        bar = tqdm(range(self.num_epoches * num_batches), desc="VAE", unit="batch")
+        for i in bar:
+            x_minibatch = self.train_images[batch_indices(i, num_batches, self.batch_size)]
+            mu, sigma_square = self.encoder(x_minibatch)
+            zs = self.sample_z(mu, sigma_square)
+            elbo = self.elbo_loss(zs, mu, sigma_square, x_minibatch, self.decoder(zs))
+            optimizer.zero_grad()
+            (-elbo).backward()
+            optimizer.step()
+            if i % 100 == 0:
+                bar.set_postfix(epoch=i // num_batches, elbo=f"{elbo.item():.1f}")
         torch.save(self.encoder.state_dict(), self.e_path)
         torch.save(self.decoder.state_dict(), self.d_path)
         return self

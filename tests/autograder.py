@@ -4,6 +4,8 @@
     python tests/autograder.py build --all                                                  # every assignment's
     python tests/autograder.py run --submission FOLDER [--assignment NAME] [--results results.json]
     python tests/autograder.py grade-all --submissions CLASS --assignment NAME --out OUT [--jobs 2] [--force]
+    python tests/autograder.py starter --assignment vae --out release/vae     # the students' starter file
+    python tests/autograder.py starter --all --out release                   # every assignment's, in subfolders
     python tests/autograder.py table [--assignment NAME] [--markdown]                       # the points tables
     python tests/autograder.py table --update README.md          # write them into the README, after a rubric edit
 
@@ -331,6 +333,11 @@ def main() -> None:
     class_parser.add_argument("--out", type=Path, required=True, help="OUT/<student>/results.json and OUT/grades.csv")
     class_parser.add_argument("--jobs", type=int, default=1, help="students graded at a time (each on one core)")
     class_parser.add_argument("--force", action="store_true", help="grade again students whose files did not change")
+    starter_parser = commands.add_parser("starter", help="write the students' starter file of an assignment")
+    which = starter_parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--assignment", **choice)
+    which.add_argument("--all", action="store_true", help="every assignment's, into OUT/NAME/")
+    starter_parser.add_argument("--out", type=Path, required=True, help="the folder to write into")
     table_parser = commands.add_parser("table", help="print the points tables")
     table_parser.add_argument("--assignment", **choice)
     table_parser.add_argument("--markdown", action="store_true", help="as Markdown tables (the README's)")
@@ -361,6 +368,16 @@ def main() -> None:
             if args.jobs < 1:
                 raise Refused(f"--jobs must be at least 1, got {args.jobs}")
             grade_all(rubric.ASSIGNMENTS[args.assignment], args.submissions, args.out, args.jobs, args.force, extra)
+        elif args.command == "starter":
+            import release  # the reference scripts are read from the repository: not part of a zip
+
+            chosen = list(rubric.ASSIGNMENTS.values()) if args.all else [rubric.ASSIGNMENTS[args.assignment]]
+            for assignment in chosen:
+                out = args.out / assignment.name if args.all else args.out
+                if (out / f"{assignment.script}.py").exists():
+                    raise Refused(f"{out / assignment.script}.py exists: choose another --out or remove it first")
+                for path in release.write_release(assignment, out):
+                    print(f"wrote {path}")
         elif args.update:
             update_tables(args.update)
             print(f"updated the points tables in {args.update}")

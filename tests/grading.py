@@ -244,6 +244,20 @@ def truncate(text: str, limit: int = OUTPUT_LIMIT) -> str:
     return f"{text[:limit // 2]}\n... [{len(text) - limit} characters cut] ...\n{text[-limit // 2:]}"
 
 
+def failure_summary(text: str) -> str:
+    """The failure's own message, from pytest's `E` lines (the test's sentence for a failed check, the exception and
+    its message for code that raised: "NotImplementedError: 2.a Decoder.__init__: not implemented yet"), to put in
+    one line before the traceback."""
+    block = []
+    for line in text.splitlines():
+        if line.startswith("E "):
+            block.append(line[1:].strip())
+        elif block:
+            break
+    sentence = " ".join(line for line in block if line and not line.startswith(("assert ", "+", "where ")))
+    return sentence.removeprefix("AssertionError: ")[:600]
+
+
 def failed_report(item: pytest.Item, message: str, when: str = "call") -> pytest.TestReport:
     return pytest.TestReport(nodeid=item.nodeid, location=item.location, keywords={}, outcome="failed",
                              longrepr=message, when=when)
@@ -430,7 +444,9 @@ class Grader:
         if report.failed or report.skipped:
             outcome["failed"] = True
             what = "skipped" if report.skipped else f"failed in {report.when}"
-            outcome["text"].append(f"{what}:\n{report.longreprtext}")
+            summary = failure_summary(report.longreprtext)
+            outcome["text"].append(f"{what}: {summary}\n\n{report.longreprtext}" if summary else
+                                   f"{what}:\n{report.longreprtext}")
         outcome["text"].extend(f"{title}:\n{text}" for title, text in report.sections
                                if report.when == "call" and text.strip())
         if report.when == "call":  # every phase's report carries the same list: take it once

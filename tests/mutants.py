@@ -94,8 +94,8 @@ MUTANTS: dict[str, Edit] = {
         "diffusion-sp24", "widths = [3] + [latent_dim] * (n_layers - 1) + [2]",
         "widths = [3] + [latent_dim] * n_layers + [2]\n        n_layers += 1", ("test_5a_scorenet_layers",)),
     "gan: saturating generator loss log(1 - D(G(z)))": Edit(
-        "gan", "return generator_loss(self.disc(self.gen(z) if fake is None else fake), self.loss)",
-        "return generator_loss(self.disc(self.gen(z) if fake is None else fake), 'minimax')", ("test_4e_loss_g",)),
+        "gan", "return generator_loss(self.disc(self.gen(z) if fake is None else fake))\n",
+        "return generator_loss(self.disc(self.gen(z) if fake is None else fake), 'minimax')\n", ("test_4e_loss_g",)),
     "gan: discriminator labels swapped": Edit(
         "gan",
         "return (F.binary_cross_entropy_with_logits(logits_real, torch.ones_like(logits_real))\n"

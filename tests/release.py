@@ -77,19 +77,20 @@ def stub_lines(script: Script, function: ast.FunctionDef, item: str, qualified: 
 def class_lines(script: Script, cls: ast.ClassDef, methods: set[str], todo: dict[str, str]) -> list[str]:
     """The class's source with only `methods` (and its other statements), the TODO ones stubbed."""
     out = script.lines[min([cls.lineno] + [d.lineno for d in cls.decorator_list]) - 1:cls.body[0].lineno - 1]
-    previous_end = None
+    previous_end, first = None, True
     for node in cls.body:
         name = node.name if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) else None
+        start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+        gap = script.lines[(previous_end or start - 1):start - 1]
+        comments = [line for line in gap if line.strip().startswith("#")]
+        previous_end = node.end_lineno
         if name is not None and name not in methods:
             continue
-        start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
-        if previous_end is not None:
-            # the comments between two kept statements stay; the blank lines between them become one
-            between = [line for line in script.lines[previous_end:start - 1] if line.strip()]
-            out += [""] + between if between or name else []
+        if not first:  # one blank line between two members, the comments before the next one kept
+            out += [""] + comments
+        first = False
         qualified = f"{cls.name}.{name}"
         out += stub_lines(script, node, todo[qualified], qualified) if qualified in todo else script.segment(node)
-        previous_end = node.end_lineno
     return out
 
 
@@ -151,7 +152,11 @@ def import_lines(script: Script, used: set[str]) -> list[str]:
             text = "\n".join(textwrap.wrap(", ".join(ast.unparse(alias) for alias in kept) + ")", 120,
                                            initial_indent=head, subsequent_indent=" " * len(head),
                                            break_long_words=False))
+        if text.startswith("from hw5_utils") and not any(line.startswith("from hw5_utils") for line in out):
+            out.append("")
         out.append(text)
+        if text.startswith("from __future__"):
+            out.append("")
     return out
 
 
@@ -220,6 +225,6 @@ def handout_file(name: str, path: Path) -> Path:
 
     import hw5_diffusion
 
-    points = hw5_diffusion.sample_glyphs(2000, torch.Generator().manual_seed(0))
+    points = hw5_diffusion.sample_glyphs(2000, torch.Generator().manual_seed(0)) / 4 + 0.5  # 4 units wide: [0, 1]
     np.save(path, points.numpy())
     return path

@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 import autograder
+import release
 import rubric
 from mutants import EQUIVALENTS, MUTANTS, Edit, apply
 
@@ -235,6 +236,10 @@ def grading_read_by(item: pytest.Item):
     params = getattr(item, "callspec", None) and item.callspec.params
     return {"test_reference_earns_every_point": lambda: ("reference", params["name"]),
             "test_corpus_file_scores_what_it_says": lambda: ("corpus", *params["case"]),
+            "test_the_starter_release_scores_zero_and_says_what_is_not_implemented": lambda: (
+                "release", params["name"], "starter"),
+            "test_the_starter_filled_with_the_reference_bodies_earns_every_point": lambda: (
+                "release", params["name"], "filled"),
             "test_flaws_lose_exactly_their_rows": lambda: ("flaws", *params["case"]),
             "test_each_mutant_loses_points_on_its_rows": lambda: ("mutants", params["names"]),
             "test_equivalent_correct_answers_keep_every_point": lambda: ("equivalents",),
@@ -256,6 +261,11 @@ def gradings(request, tmp_path_factory):
             text = (CORPUS / name / file).read_text()
             return grade(submission(folder / "submission", {ASSIGNMENTS[name].script: text}), folder / "results.json",
                          assignment=name)
+        if kind == "release":
+            name, form = rest
+            text = release.release(ASSIGNMENTS[name], stubs=form == "starter")
+            return grade(submission(folder / "submission", {ASSIGNMENTS[name].script: text}), folder / "results.json",
+                         assignment=name)
         if kind == "flaws":
             name, names = rest
             files = {ASSIGNMENTS[name].script: flawed_text(name, names)}
@@ -264,7 +274,7 @@ def gradings(request, tmp_path_factory):
         return edited_gradings(folder, edits)
 
     read = {grading_read_by(item) for item in request.session.items if item.module is request.module} - {None}
-    keys = sorted(read, key=lambda key: ("reference", "corpus", "flaws", "equivalents", "mutants").index(key[0]))
+    keys = sorted(read, key=lambda key: ("reference", "release", "corpus", "flaws", "equivalents", "mutants").index(key[0]))
     folders = [tmp_path_factory.mktemp("grading") for _ in keys]  # here: mktemp is not thread-safe
     pool = ThreadPoolExecutor(max_workers=2)
     try:
@@ -286,6 +296,74 @@ def test_reference_earns_every_point(name, gradings):
     assert_valid_results(results, name)
     assert not lost(results, name)
     assert results["score"] == sum(row.points for row in assignment.rows.values())
+
+
+# ----------------------------------------------------------------------------------------------------
+# The starter release: generated from the reference, graded both ways
+
+
+@pytest.mark.parametrize("name", sorted(ASSIGNMENTS))
+def test_the_starter_release_scores_zero_and_says_what_is_not_implemented(name, gradings):
+    """Graded as handed out, the generated starter scores 0 on every row, and every row's output opens with the
+    stub's own message: the item and the function not implemented yet."""
+    results = gradings["release", name, "starter"].result()
+    assert_valid_results(results, name)
+    for test in results["tests"]:
+        assert test["score"] == 0, test["name"]
+        assert re.match(r"failed in \w+: NotImplementedError: [\d.a-z]+ [\w.]+: not implemented yet", test["output"]), (
+            test["name"], test["output"][:300])
+
+
+@pytest.mark.parametrize("name", sorted(ASSIGNMENTS))
+def test_the_starter_filled_with_the_reference_bodies_earns_every_point(name, gradings):
+    results = gradings["release", name, "filled"].result()
+    assert_valid_results(results, name)
+    assert not lost(results, name)
+    assert results["score"] == sum(row.points for row in ASSIGNMENTS[name].rows.values())
+
+
+def stub_message(function: ast.FunctionDef) -> str | None:
+    """The message of a stub's NotImplementedError, if the function is a stub (a docstring, then only a raise)."""
+    body = function.body[1:] if isinstance(function.body[0], ast.Expr) else function.body
+    if len(body) == 1 and isinstance(body[0], ast.Raise) and isinstance(body[0].exc, ast.Call) \
+            and getattr(body[0].exc.func, "id", "") == "NotImplementedError":
+        return body[0].exc.args[0].value
+    return None
+
+
+def test_the_starter_release_is_readable_runs_and_stops_at_the_first_todo(tmp_path):
+    """`autograder.py starter --all` writes each assignment's file (and cs446.npy for Fall 2022): every function
+    students write is a stub naming its item, every other function of the course is the reference's own; no project
+    plumbing; `--help` works; main() stops at the first TODO with its message; a second run refuses to overwrite."""
+    command = [sys.executable, str(TESTS / "autograder.py"), "starter", "--all", "--out", str(tmp_path)]
+    subprocess.run(command, check=True, capture_output=True, timeout=120)
+    again = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and again.stderr.startswith("Error: ") and "exists" in again.stderr
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg"}
+    for name, assignment in ASSIGNMENTS.items():
+        folder = tmp_path / name
+        assert sorted(p.name for p in folder.iterdir()) == sorted([f"{assignment.script}.py",
+                                                                   *assignment.starter.files])
+        text = (folder / f"{assignment.script}.py").read_text()
+        for plumbing in ("typer", "Checkpointer", "def fit(", "def run_training(", "app = "):
+            assert plumbing not in text, f"{name}: the starter carries {plumbing!r}"
+        functions = {}
+        for node in ast.parse(text).body:
+            if isinstance(node, ast.ClassDef):
+                functions.update({f"{node.name}.{f.name}": f for f in node.body if isinstance(f, ast.FunctionDef)})
+            elif isinstance(node, ast.FunctionDef):
+                functions[node.name] = node
+        todo = rubric.todo(assignment)
+        for qualified, function in functions.items():
+            expected = f"{todo[qualified]} {qualified}: not implemented yet" if qualified in todo else None
+            assert stub_message(function) == expected, (name, qualified)
+        assert set(todo) <= set(functions) | {"GNet._weight_init"}  # GNet shares DNet's, as in the reference
+        script = [sys.executable, f"{assignment.script}.py"]
+        helped = subprocess.run(script + ["--help"], cwd=folder, env=env, capture_output=True, text=True, timeout=120)
+        assert helped.returncode == 0 and helped.stdout.startswith("usage:"), (name, helped.stderr[-500:])
+        ran = subprocess.run(script, cwd=folder, env=env, capture_output=True, text=True, timeout=300)
+        assert ran.returncode == 1 and re.search(r"NotImplementedError: [\d.a-z]+ [\w.]+: not implemented yet\n$",
+                                                 ran.stderr), (name, ran.stderr[-500:])
 
 
 @pytest.mark.parametrize("case", CORPUS_CASES, ids=lambda case: "/".join(case))

@@ -542,12 +542,19 @@ def test_real_ctrl_c_in_a_subprocess_saves_and_prints_the_resume_command(hw5_vae
     with log.open("w") as stderr:
         process = subprocess.Popen([sys.executable, str(script), "train", "--epochs", "100000", "--train-size", "300",
                                     "--data", str(mnist_path), "--out-dir", str(tmp_path), "--device", "cpu"],
-                                   stderr=stderr, stdout=subprocess.DEVNULL, cwd=script.parent)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not re.search(r"\| *[1-9]\d*/100000", log.read_text()):
-            time.sleep(0.2)
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=60) == 130
+                                   stderr=stderr, stdout=subprocess.DEVNULL, cwd=script.parent,
+                                   # a shell's background job ignores SIGINT, and its children inherit that
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        try:
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline and not re.search(r"\| *[1-9]\d*/100000", log.read_text()):
+                time.sleep(0.2)
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=60) == 130
+        finally:  # never leave a 100000-epoch run behind
+            if process.poll() is None:
+                process.kill()
+                process.wait()
     message = log.read_text()
     assert "Traceback" not in message
     assert f"python hw5_vae.py train --out-dir {tmp_path} --resume --epochs 100000 --iw-samples 1000" in message

@@ -74,7 +74,7 @@ def main() -> None:
     loader = DataLoader(GANDataset(images), batch_size=cfg.batch_size, shuffle=True, num_workers=0, drop_last=True)
     dopt = torch.optim.Adam(course.disc.parameters(), lr=cfg.lr, weight_decay=0.0)
     gopt = torch.optim.Adam(course.gen.parameters(), lr=cfg.lr, weight_decay=0.0)
-    ours = hw5_gan.GAN(cfg.zdim)
+    ours = hw5_gan.ConfiguredGAN(cfg.zdim)
     opt_gen, opt_disc = hw5_gan.make_optimizers(ours, cfg.lr)
 
     wall, cpu = {"course": [], "ours": []}, {"course": [], "ours": []}
