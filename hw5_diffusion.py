@@ -29,7 +29,7 @@ import shlex
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -43,35 +43,47 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
-from hw5_utils import (App, Checkpointer, DEVICE, OVERWRITE, RESUME, UserError, check_new_run, check_out_dir,
-                       check_seed, create_samples, generate_sigmas, get_rng_state, load_checkpoint, load_run,
-                       load_weights, note, pick_device, progress, require, restore_training, save_array, save_figure,
-                       save_gif, saved_config, seed_everything, typed_options, write_metrics)
+from hw5_utils import (App, Checkpointer, DEVICE, OVERWRITE, RESUME, Run, UserError, check_out_dir, config_options,
+                       create_samples, generate_sigmas, get_rng_state, load_weights, note, pick_device, progress,
+                       require, save_array, save_figure, save_gif, seed_everything, setting, typed_options,
+                       write_metrics)
 from hw5_utils import plot_score as plot_course_score
 
 # ----------------------------------------------------------------------------------------------------
 # Hyperparameters (the command line's defaults)
 
 
+DATASET_NAMES = ("cs446", "cs446-sp24", "moons", "8gaussians", "swissroll", "checkerboard", "rings", "mixture")
+
+
 @dataclass
 class Config:
-    recipe: str = "ours"                 # 'ours', or 'sp24': the Spring-2024 handout's network, loss and sampler
-    dataset: str = "cs446"
-    data: Optional[str] = None           # an (N, 2) .npy file; replaces `dataset` when given
-    n_points: int = 2000                 # size of a built-in data set (the course's cs446.npy had 2000)
-    iterations: int = 4000
-    batch_size: int = 2000               # a data set this small is one batch: every point, fresh noise each time
-    lr: float = 5e-3                     # Adam, warmed up over 100 iterations, then cosine-decayed to 0
-    ema_decay: float = 0.999             # the saved model is an exponential moving average of the weights
-    sigma_max: Optional[float] = None    # None: the data's diameter (the largest distance between two points)
-    sigma_min: Optional[float] = None    # None: 1% of the data's spread (rms distance to the mean / √2)
-    num_levels: int = 10
-    sigma_weighted: bool = True          # train on λ(σ) = σ² times the handout's loss (NCSN): see `fit`
-    hidden_units: int = 128
-    num_layers: int = 3
-    fourier_features: int = 32
-    fourier_scale: float = 1.0           # frequencies ~ N(0, scale²) cycles per unit of data spread
-    seed: int = 1234
+    recipe: str = setting("ours", "ours: this script's recipe on --dataset; sp24: the Spring-2024 handout's (ScoreNet "
+                                  "of 8 layers, its loss, σ from 0.3 to 0.01, create_samples() data, and its sampler; "
+                                  "Adam at 2e-3, 20000 iterations): options typed replace its values.",
+                          choices=("ours", "sp24"))
+    dataset: str = setting("cs446", f"Built-in data: {', '.join(DATASET_NAMES)}.")
+    data: Optional[str] = setting(None, "Your own data: a .npy file of shape (N, 2) (replaces --dataset).")
+    n_points: int = setting(2000, "Points drawn from a built-in data set (the course's cs446.npy had 2000).", min=2)
+    iterations: int = setting(4000, "Training iterations (with --resume: the total, by default the saved run's).",
+                              min=1)
+    batch_size: int = setting(2000, "Points per training batch (a set this small is one batch: every point, fresh "
+                                    "noise each time).", min=1)
+    lr: float = setting(5e-3, "Peak Adam learning rate (warmed up over 100 iterations, then cosine-decayed to 0).",
+                        positive=True)
+    ema_decay: float = setting(0.999, min=0, below=1, option=False)  # the saved model: an average of the weights
+    sigma_max: Optional[float] = setting(None, "Largest noise level [default: the data's diameter].", positive=True)
+    sigma_min: Optional[float] = setting(None, "Smallest noise level [default: 1% of the data's spread].",
+                                         positive=True)
+    num_levels: int = setting(10, "Number of noise levels, geometric from --sigma-max to --sigma-min (1: "
+                                  "--sigma-max alone).", min=1)
+    sigma_weighted: bool = setting(True, "Train on the σ²-weighted loss (NCSN; see `fit`); --no-sigma-weighted: "
+                                         "the handout's.")
+    hidden_units: int = setting(128, "Width of the score network's hidden layers.", min=1)
+    num_layers: int = setting(3, min=1, option=False)
+    fourier_features: int = setting(32, min=0, option=False)
+    fourier_scale: float = setting(1.0, option=False)  # frequencies ~ N(0, scale²) cycles per unit of data spread
+    seed: int = setting(1234, "Seed of every random number generator.")
 
 
 CHECKPOINT = "model.pt"
@@ -506,10 +518,9 @@ def course_text_pixels() -> np.ndarray:
     return create_samples(noise=0.0)
 
 
-DATASETS: dict[str, Callable] = {"cs446": sample_glyphs, "cs446-sp24": sample_course_text, "moons": sample_moons,
-                                 "8gaussians": sample_8gaussians,
-                                 "swissroll": sample_swissroll, "checkerboard": sample_checkerboard,
-                                 "rings": sample_rings, "mixture": sample_mixture}
+DATASETS: dict[str, Callable] = dict(zip(DATASET_NAMES, (sample_glyphs, sample_course_text, sample_moons,
+                                                       sample_8gaussians, sample_swissroll, sample_checkerboard,
+                                                       sample_rings, sample_mixture)))
 MODES = {"8gaussians": (EIGHT_CENTERS, EIGHT_WEIGHTS), "mixture": (MIXTURE_CENTERS, MIXTURE_WEIGHTS)}
 
 
@@ -881,8 +892,8 @@ def save_sampling_gif(trajectory: torch.Tensor, samples: torch.Tensor, levels: t
 # Plain functions behind the commands (the tests call these too)
 
 
-def train_hint(out_dir: Path) -> str:
-    return f"python hw5_diffusion.py train --out-dir {shlex.quote(str(out_dir))}"
+def run_in(out_dir: Path | str) -> Run:
+    return Run("hw5_diffusion.py", out_dir, CHECKPOINT, CHECKPOINT_KEYS, RESUME_KEYS, Config, "iteration")
 
 
 def build_model(cfg: Config, points: torch.Tensor) -> nn.Module:
@@ -895,35 +906,15 @@ def build_model(cfg: Config, points: torch.Tensor) -> nn.Module:
                           tuple(center.tolist()), scale.item())
 
 
-def validate(cfg: Config) -> None:
-    """Check the numeric settings the user gave (the data are checked when they are read)."""
-    require(cfg.recipe in RECIPES, f"unknown recipe '{cfg.recipe}': use {' or '.join(RECIPES)}")
-    for name in ("iterations", "batch_size", "num_levels", "hidden_units", "num_layers"):
-        require(getattr(cfg, name) >= 1, f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
-    require(cfg.fourier_features >= 0, f"--fourier-features must be >= 0, got {cfg.fourier_features}")
-    require(0 < cfg.lr < math.inf, f"--lr must be a positive number, got {cfg.lr}")
-    require(0 <= cfg.ema_decay < 1, f"--ema-decay must be in [0, 1), got {cfg.ema_decay}")
-    check_seed(cfg.seed)
-    for name in ("sigma_max", "sigma_min"):
-        value = getattr(cfg, name)
-        require(value is None or (math.isfinite(value) and value > 0),
-                f"--{name.replace('_', '-')} must be > 0, got {value}")
-
-
 def run_training(cfg: Config, out_dir: Path, device: str = "auto", resume: bool = False,
                  ignored_on_resume: Sequence[str] = (), overwrite: bool = False) -> dict:
     """Train (or resume) a score model; write out_dir/model.pt, the data, loss and score-field figures.
 
     Everything the user gave is checked before anything in out_dir is written. Returns the final state.
     """
-    out_dir = check_out_dir(out_dir)
-    check_new_run(out_dir / CHECKPOINT, resume, overwrite)
+    run = run_in(out_dir)
+    cfg, saved = run.begin(cfg, resume, overwrite, iterations=cfg.iterations)
     dev = pick_device(device)
-    saved = None
-    if resume:
-        saved = load_checkpoint(out_dir / CHECKPOINT, CHECKPOINT_KEYS + RESUME_KEYS, train_hint(out_dir))
-        cfg = saved_config(Config, saved, out_dir / CHECKPOINT, iterations=cfg.iterations)
-    validate(cfg)
     cloud = saved_cloud(cfg, saved) if saved is not None else load_points(cfg)
     noise_levels = saved["noise_levels"] if saved is not None else \
         default_noise_levels(cloud.points, cfg.sigma_max, cfg.sigma_min, cfg.num_levels)
@@ -934,16 +925,14 @@ def run_training(cfg: Config, out_dir: Path, device: str = "auto", resume: bool 
     optimizer = torch.optim.Adam(sm.scorenet.parameters(), lr=cfg.lr)
     state = {"iteration": 0, "history": [], "train_seconds": 0.0}
     if saved is not None:
-        restore_training(saved, out_dir / CHECKPOINT, {"online_model": sm.scorenet, "model": ema.module},
-                         {"optimizer": optimizer}, saved["iteration"], cfg.iterations, "iteration", "--iterations",
-                         ignored_on_resume)
+        state = run.resume(saved, {"online_model": sm.scorenet, "model": ema.module}, {"optimizer": optimizer},
+                           cfg.iterations, ignored_on_resume)
         ema.n_averaged.fill_(saved["ema_count"])
-        state = saved
     levels = sm.noise_levels
     note(f"training on {len(cloud.points)} points of {cloud.name}, {len(levels)} noise levels "
          f"{levels.max().item():.3g} -> {levels.min().item():.3g}, device {dev}, out-dir {out_dir}")
-    checkpointer = Checkpointer(out_dir / CHECKPOINT, f"{train_hint(out_dir)} --resume --iterations {cfg.iterations}",
-                                unit="iteration", state=saved)
+    out_dir = run.out_dir
+    checkpointer = run.checkpointer(cfg, saved)
     state = fit(sm, ema, optimizer, cloud, cfg, checkpointer, state)
     note(f"trained {state['iteration']} iterations in {state['train_seconds']:.1f} s; saved {out_dir / CHECKPOINT}")
     with checkpointer.guard():  # Ctrl-C from here on: the printed resume command redoes the figures
@@ -969,8 +958,7 @@ def restore(out_dir: Path, device: str = "auto") -> tuple[ScoreMatching, dict, P
     """The trained model in out_dir/model.pt (the EMA weights), the whole checkpoint, and its data."""
     dev = pick_device(device)
     path = Path(out_dir) / CHECKPOINT
-    state, cfg = load_run(path, CHECKPOINT_KEYS, train_hint(out_dir), Config)
-    validate(cfg)
+    state, cfg = run_in(out_dir).load()
     try:
         levels = torch.as_tensor(state["noise_levels"], dtype=torch.float32).flatten()
         points = torch.as_tensor(state["data"], dtype=torch.float32)
@@ -1081,7 +1069,7 @@ def run_sampling(out_dir: Path, n_samples: int = 2000, iterations: int = SAMPLIN
     check_sampling_options(n_samples, iterations, lr, seed)
     if not (out_dir / CHECKPOINT).exists():
         note(f"no checkpoint at {out_dir / CHECKPOINT}: training one with the default settings first "
-             f"(under a minute; or run `{train_hint(out_dir)}` with your own settings)")
+             f"(under a minute; or run `{run_in(out_dir).train_command}` with your own settings)")
         run_training(Config(), out_dir, device)
     sm, state, cloud = restore(out_dir, device)
     lr, seed = sampling_defaults(sm, state, lr, seed)
@@ -1119,41 +1107,13 @@ SAMPLING_SEED = typer.Option(None, help="Seed for sampling [default: the trainin
 
 
 @app.command()
-def train(ctx: typer.Context,
-          recipe: Literal["ours", "sp24"] = typer.Option(
-              "ours", help="ours: this script's recipe on --dataset; sp24: the Spring-2024 handout's (ScoreNet of 8 "
-                           "layers, its loss, σ from 0.3 to 0.01, create_samples() data, and its sampler; Adam at "
-                           "2e-3, 20000 iterations): options typed replace its values."),
-          iterations: Optional[int] = typer.Option(None, min=1, show_default=str(Config.iterations),
-                                                   help="Training iterations (with --resume: the total, by "
-                                                        "default the saved run's)."),
-          lr: float = typer.Option(Config.lr, help="Peak Adam learning rate (cosine-decayed to 0)."),
-          dataset: str = typer.Option(Config.dataset, help=f"Built-in data: {', '.join(DATASETS)}."),
-          data: Optional[Path] = typer.Option(None, help="Your own data: a .npy file of shape (N, 2) "
-                                                         "(replaces --dataset)."),
-          n_points: int = typer.Option(Config.n_points, min=2, help="Points drawn from a built-in data set."),
-          sigma_max: Optional[float] = typer.Option(None, help="Largest noise level [default: the data's "
-                                                               "diameter]."),
-          sigma_min: Optional[float] = typer.Option(None, help="Smallest noise level [default: 1% of the data's "
-                                                               "spread]."),
-          num_levels: int = typer.Option(Config.num_levels, min=1, help="Number of noise levels, geometric from "
-                                                                          "--sigma-max to --sigma-min (1: --sigma-max "
-                                                                          "alone)."),
-          batch_size: int = typer.Option(Config.batch_size, min=1, help="Points per training batch."),
-          sigma_weighted: bool = typer.Option(Config.sigma_weighted, help="Train on the σ²-weighted loss (NCSN); "
-                                                                          "--no-sigma-weighted: the handout's."),
-          hidden_units: int = typer.Option(Config.hidden_units, min=1, help="Width of the score network's "
-                                                                             "hidden layers."),
-          out_dir: Path = OUT_DIR, seed: int = Config.seed, device: str = DEVICE,
-          resume: bool = RESUME, overwrite: bool = OVERWRITE) -> None:
+@config_options(Config, length="iterations")
+def train(ctx: typer.Context, settings: dict, out_dir: Path = OUT_DIR, device: str = DEVICE, resume: bool = RESUME,
+          overwrite: bool = OVERWRITE) -> None:
     """Train the score model; save model.pt and the data, loss-curve and score-field figures in --out-dir."""
-    typed = {name: value for name, value in ctx.params.items()  # over the recipe's values, which are over the defaults
-             if name in Config.__dataclass_fields__ and ctx.get_parameter_source(name).name == "COMMANDLINE"}
-    cfg = Config(**{**asdict(Config()), **RECIPES[recipe], **typed, "data": str(data) if data else None})
-    if resume:
-        cfg.iterations = iterations or 0  # 0: the saved run's total
-    run_training(cfg, out_dir, device, resume, ignored_on_resume=typed_options(ctx, but=OPTIONS_RESUME_USES),
-                 overwrite=overwrite)
+    preset = RECIPES[settings.get("recipe", Config.recipe)]  # the typed options go over the recipe's values
+    run_training(run_in(out_dir).settings(settings, preset, resume), out_dir, device, resume,
+                 ignored_on_resume=typed_options(ctx, but=OPTIONS_RESUME_USES), overwrite=overwrite)
     note(f"next: python hw5_diffusion.py sample --out-dir {shlex.quote(str(out_dir))}")
 
 

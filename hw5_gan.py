@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import argparse
 import math
-import shlex
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal, Optional, Sequence
+from typing import Optional, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -39,11 +38,10 @@ from torchvision import transforms
 from torchvision.utils import make_grid, save_image
 from tqdm import tqdm
 
-from hw5_utils import (App, BASE_URL, Checkpointer, DEVICE, GANDataset, MNIST, OVERWRITE, RESUME, UserError,
-                       check_new_run, check_out_dir, check_seed, download, get_rng_state, judge_digits, load_checkpoint,
-                       load_judge, load_run, load_weights, note, pick_device, plot_image_grid, progress, read_mnist,
-                       require, restore_training, save_figure, save_gif, saved_config, seed_everything, typed_options,
-                       write_metrics)
+from hw5_utils import (App, BASE_URL, Checkpointer, DEVICE, GANDataset, MNIST, MNIST_HELP, OVERWRITE, RESUME, Run,
+                       config_options, download, get_rng_state, judge_digits, load_judge, load_weights, note,
+                       pick_device, plot_image_grid, progress, read_mnist, require, save_figure, save_gif,
+                       seed_everything, setting, typed_options, write_metrics)
 
 # ----------------------------------------------------------------------------------------------------
 # Hyperparameters (the command line's defaults)
@@ -51,25 +49,28 @@ from hw5_utils import (App, BASE_URL, Checkpointer, DEVICE, GANDataset, MNIST, O
 
 @dataclass
 class Config:
-    zdim: int = 64
-    arch: str = "course"         # 'course': the handout's DNet/GNet; 'dcgan': DCGANDiscriminator/DCGANGenerator
-    loss: str = "nonsaturating"  # the generator's loss: 'nonsaturating' -log D(G(z)), or 'minimax' log(1 - D(G(z)))
-    epochs: int = 100
-    batch_size: int = 256
-    lr: float = 2e-4
-    iter_d: int = 1              # discriminator steps per batch
-    iter_g: int = 1              # generator steps per batch
-    train_size: int = 0          # use the first N training images; 0 = all
-    data: Optional[str] = None   # MNIST source (.npz or torchvision root); None = hw5_utils.default_mnist_source()
-    seed: int = 2                # the course seeds torch with 2
+    zdim: int = setting(64, "Dimension of the noise z ~ U[-1, 1]^zdim.", min=1)
+    arch: str = setting("course", "course: the handout's DNet/GNet; dcgan: a DCGAN pair (better digits).",
+                        choices=("course", "dcgan"))
+    loss: str = setting("nonsaturating", "G's loss: -log D(G(z)), or the original log(1 - D(G(z))) that saturates.",
+                        choices=("nonsaturating", "minimax"))
+    epochs: int = setting(100, "Epochs to train (with --resume: the total, by default the saved run's).", min=1)
+    batch_size: int = setting(256, "Images per training batch.", min=1)
+    lr: float = setting(2e-4, "Adam learning rate.", positive=True)
+    iter_d: int = setting(1, "Discriminator steps per batch.", min=1)
+    iter_g: int = setting(1, "Generator steps per batch.", min=1)
+    train_size: int = setting(0, "Use the first N training images; 0 = all.", min=0)
+    data: Optional[str] = setting(None, MNIST_HELP)
+    seed: int = setting(2, "Seed of every random number generator (the course seeds torch with 2).")
 
 
-ARCHS = ("course", "dcgan")
-LOSSES = ("nonsaturating", "minimax")
+ARCHS = Config.__dataclass_fields__["arch"].metadata["choices"]
+LOSSES = Config.__dataclass_fields__["loss"].metadata["choices"]
 ADAM_BETAS = {"course": (0.9, 0.999), "dcgan": (0.5, 0.999)}  # the course's Adam defaults; DCGAN's beta1 = 0.5
 DCGAN_WIDTH = 64       # channels of the DCGAN pair's first (D) and last (G) hidden layer
 CHECKPOINT = "gan.pt"
 CHECKPOINT_KEYS = ("gen", "disc", "config")
+RESUME_KEYS = ("opt_gen", "opt_disc", "epoch", "rng", "history", "fixed_z", "frames")
 OPTIONS_RESUME_USES = ("epochs", "data", "out_dir", "device", "resume", "overwrite")  # others typed get a note
 GRID_EVERY = 10        # the course's test_{epoch}.png: at epoch 0 and every 10 epochs (and the last)
 N_FIXED = 64           # fixed noise vectors: the 8x8 grids and the progression GIF
@@ -77,7 +78,7 @@ EVAL_SAMPLES = 2000    # generated digits scored by the judge (against as many r
 D_PROBE = 512          # real and generated digits on which D's mean outputs are followed, epoch by epoch
 
 # ----------------------------------------------------------------------------------------------------
-# Model: the course's networks
+# The course's code (Spring 2024, question 4): DNet, GNet, their losses, GAN and main
 
 
 class DNet(nn.Module):
@@ -233,7 +234,7 @@ def main() -> None:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Model: a DCGAN pair for 28x28 digits (strided and transposed convolutions, BatchNorm)
+# Not part of the homework: a DCGAN pair for 28x28 digits (strided and transposed convolutions, BatchNorm)
 
 
 def _dcgan_init(module: nn.Module) -> None:
@@ -281,7 +282,7 @@ class DCGANGenerator(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------------
-# The GAN the command line trains: the course's, with this project's options
+# Not part of the homework: the GAN the command line trains (the course's, with this project's options)
 
 
 class ConfiguredGAN(GAN):
@@ -516,19 +517,16 @@ def make_figures(state: dict, images: torch.Tensor, cfg: Config, out_dir: Path) 
 # Plain functions behind the commands (the tests call these too)
 
 
-def train_hint(out_dir: Path) -> str:
-    return f"python hw5_gan.py train --out-dir {shlex.quote(str(out_dir))}"
+def run_in(out_dir: Path | str) -> Run:
+    return Run("hw5_gan.py", out_dir, CHECKPOINT, CHECKPOINT_KEYS, RESUME_KEYS, Config, "epoch")
 
 
 def restore(out_dir: Path, device: str = "auto") -> tuple[ConfiguredGAN, dict]:
     """The GAN saved in out_dir/gan.pt and the whole checkpoint."""
     dev = pick_device(device)
     path = Path(out_dir) / CHECKPOINT
-    state, cfg = load_run(path, CHECKPOINT_KEYS, train_hint(out_dir), Config)
-    try:
-        gan = ConfiguredGAN(cfg.zdim, cfg.arch, cfg.loss, dev, cfg.seed)
-    except (RuntimeError, UserError):  # e.g. a negative size, an unknown arch
-        raise UserError(f"{path} has an unusable config {state['config']!r}: train again with --overwrite") from None
+    state, cfg = run_in(out_dir).load()
+    gan = ConfiguredGAN(cfg.zdim, cfg.arch, cfg.loss, dev, cfg.seed)
     load_weights(gan.gen, state["gen"], path)
     load_weights(gan.disc, state["disc"], path)
     return gan, state
@@ -558,19 +556,9 @@ def run_training(cfg: Config, out_dir: Path, device: str | torch.device = "auto"
 
     Everything the user gave is checked before anything in out_dir is written.
     """
-    out_dir = check_out_dir(out_dir)
-    check_new_run(out_dir / CHECKPOINT, resume, overwrite)
+    run = run_in(out_dir)
+    cfg, saved = run.begin(cfg, resume, overwrite, epochs=cfg.epochs, data=cfg.data)
     dev = pick_device(device) if isinstance(device, str) else device
-    saved = None
-    if resume:
-        saved = load_checkpoint(out_dir / CHECKPOINT, CHECKPOINT_KEYS + ("opt_gen", "opt_disc", "epoch", "rng",
-                                                                          "history", "fixed_z", "frames"),
-                                train_hint(out_dir))
-        cfg = saved_config(Config, saved, out_dir / CHECKPOINT, epochs=cfg.epochs, data=cfg.data)
-    require(0 < cfg.lr < math.inf, f"--lr must be a positive number, got {cfg.lr}")
-    check_seed(cfg.seed)
-    require(min(cfg.epochs, cfg.batch_size, cfg.zdim, cfg.iter_d, cfg.iter_g) >= 1,
-            "--epochs, --batch-size, --zdim, --iter-d and --iter-g must be at least 1")
     require(cfg.arch != "dcgan" or cfg.batch_size >= 2,
             "--arch dcgan needs --batch-size of at least 2 (its batch normalization averages over the batch)")
     data = read_mnist(cfg.data, cfg.train_size, "none", dev)
@@ -582,19 +570,17 @@ def run_training(cfg: Config, out_dir: Path, device: str | torch.device = "auto"
     state = {"epoch": 0, "history": {}, "train_seconds": 0.0, "fixed_z": gan.sample_z(N_FIXED), "frames": {}}
     opt_gen, opt_disc = make_optimizers(gan, cfg.lr)
     if saved is not None:
-        restore_training(saved, out_dir / CHECKPOINT, {"gen": gan.gen, "disc": gan.disc},
-                         {"opt_gen": opt_gen, "opt_disc": opt_disc}, saved["epoch"], cfg.epochs, "epoch", "--epochs",
-                         ignored_on_resume)
-        state = {**saved, "fixed_z": saved["fixed_z"].to(dev)}
+        state = run.resume(saved, {"gen": gan.gen, "disc": gan.disc}, {"opt_gen": opt_gen, "opt_disc": opt_disc},
+                           cfg.epochs, ignored_on_resume)
+        state = {**state, "fixed_z": saved["fixed_z"].to(dev)}
     note(f"training the {cfg.arch} GAN ({cfg.loss} G loss) on {len(images)} images from {data.source}, "
-         f"device {dev}, out-dir {out_dir}")
-    checkpointer = Checkpointer(out_dir / CHECKPOINT, f"{train_hint(out_dir)} --resume --epochs {cfg.epochs}",
-                                state=saved)
-    state = fit(gan, opt_gen, opt_disc, images, cfg, checkpointer, state, out_dir)
+         f"device {dev}, out-dir {run.out_dir}")
+    checkpointer = run.checkpointer(cfg, saved)
+    state = fit(gan, opt_gen, opt_disc, images, cfg, checkpointer, state, run.out_dir)
     with checkpointer.guard():  # Ctrl-C from here on: the printed resume command redoes the figures and metrics
-        figures = make_figures(state, images, cfg, out_dir)
+        figures = make_figures(state, images, cfg, run.out_dir)
         note(f"figures: {', '.join(str(path) for path in figures)} and the test_<epoch>.png grids")
-        return evaluate_and_save(gan, state, out_dir, cfg.data)
+        return evaluate_and_save(gan, state, run.out_dir, cfg.data)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -602,32 +588,16 @@ def run_training(cfg: Config, out_dir: Path, device: str | torch.device = "auto"
 
 app = App(help="Generative adversarial network on MNIST (hw5 GAN question).")
 OUT_DIR = typer.Option(Path("outputs/gan"), help="Folder for gan.pt, the figures and metrics.json.")
-DATA = typer.Option(None, help="MNIST: a Keras-layout .npz or a torchvision root folder "
-                               "[default: $HW5_MNIST, else ../shared/data/mnist10k.npz if present, else data/]")
+DATA = typer.Option(None, help=MNIST_HELP)
 
 
 @app.command()
-def train(ctx: typer.Context, epochs: Optional[int] = typer.Option(None, min=1, show_default="100",
-                                               help="Epochs to train (with --resume: the total, by default the "
-                                                    "saved run's)."),
-          batch_size: int = typer.Option(256, min=1, help="Images per training batch."),
-          lr: float = typer.Option(2e-4, help="Adam learning rate."),
-          zdim: int = typer.Option(64, min=1, help="Dimension of the noise z ~ U[-1, 1]^zdim."),
-          arch: Literal["course", "dcgan"] = typer.Option("course", help="course: the handout's DNet/GNet; "
-                                                                         "dcgan: a DCGAN pair (better digits)."),
-          loss: Literal["nonsaturating", "minimax"] = typer.Option(
-              "nonsaturating", help="G's loss: -log D(G(z)), or the original log(1 - D(G(z))) that saturates."),
-          iter_d: int = typer.Option(1, min=1, help="Discriminator steps per batch."),
-          iter_g: int = typer.Option(1, min=1, help="Generator steps per batch."),
-          train_size: int = typer.Option(0, min=0, help="Use the first N training images; 0 = all."),
-          data: Optional[Path] = DATA, out_dir: Path = OUT_DIR, seed: int = 2, device: str = DEVICE,
-          resume: bool = RESUME, overwrite: bool = OVERWRITE) -> None:
+@config_options(Config, length="epochs")
+def train(ctx: typer.Context, settings: dict, out_dir: Path = OUT_DIR, device: str = DEVICE, resume: bool = RESUME,
+          overwrite: bool = OVERWRITE) -> None:
     """Train the GAN, then save gan.pt, the figures and metrics.json in --out-dir."""
-    epochs = epochs or (0 if resume else Config.epochs)  # 0: the saved run's total
-    cfg = Config(zdim=zdim, arch=arch, loss=loss, epochs=epochs, batch_size=batch_size, lr=lr, iter_d=iter_d,
-                 iter_g=iter_g, train_size=train_size, data=str(data) if data else None, seed=seed)
-    run_training(cfg, out_dir, device, resume, ignored_on_resume=typed_options(ctx, but=OPTIONS_RESUME_USES),
-                 overwrite=overwrite)
+    run_training(run_in(out_dir).settings(settings, resume=resume), out_dir, device, resume,
+                 ignored_on_resume=typed_options(ctx, but=OPTIONS_RESUME_USES), overwrite=overwrite)
 
 
 @app.command()

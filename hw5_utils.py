@@ -15,17 +15,19 @@ import dataclasses
 import functools
 import gzip
 import hashlib
+import inspect
 import json
 import math
 import os
 import random
+import shlex
 import shutil
 import struct
 import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterable, NamedTuple, Sequence, get_args, get_type_hints
+from typing import Any, Callable, Iterable, Literal, NamedTuple, Optional, Sequence, get_args, get_type_hints
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -639,10 +641,91 @@ class App(typer.Typer):
 
 
 # Options every script's commands share
+MNIST_HELP = ("MNIST: a Keras-layout .npz or a torchvision root folder [default: $HW5_MNIST, else "
+              "../shared/data/mnist10k.npz if present, else data/]")
 DEVICE = typer.Option("auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
 RESUME = typer.Option(False, help="Continue the run saved in --out-dir, with its saved settings.")
 OVERWRITE = typer.Option(False, help="Start a new run even if --out-dir holds one (replaced when the new run first "
                                      "saves).")
+
+
+# Hyperparameters: each script's Config field carries its default, its help text and its bounds; the `train`
+# command's options and the one validation of every script come from there.
+
+
+def setting(default: Any, help: str = "", *, min: float | None = None, max: float | None = None,
+            positive: bool = False, below: float | None = None, choices: Sequence[str] = (), option: bool = True,
+            show_default: str | None = None) -> Any:
+    """A Config field with its command-line option: `help`; bounds `min` <= value <= `max` (an int's are also
+    the option's range), `positive` (> 0 and finite), `below` (< it); `choices`; option=False: a setting the
+    command line does not offer; show_default: the help's default where the option's own is None."""
+    return dataclasses.field(default=default, metadata=dict(help=help, min=min, max=max, positive=positive,
+                                                            below=below, choices=tuple(choices), option=option,
+                                                            show_default=show_default))
+
+
+def flag(name: str) -> str:
+    return f"--{name.replace('_', '-')}"
+
+
+def check_settings(cfg: Any) -> None:
+    """One-line `UserError`s for settings out of their Config field's bounds (None: the default chosen later)."""
+    for field in dataclasses.fields(cfg):
+        value, rule = getattr(cfg, field.name), field.metadata
+        if value is None or not rule:
+            continue
+        if rule["choices"]:
+            require(value in rule["choices"], f"{field.name.replace('_', ' ')} {value!r} is not one of "
+                                              f"{', '.join(rule['choices'])}")
+        if field.name == "seed":
+            check_seed(value)
+        elif rule["positive"]:
+            require(0 < value < math.inf, f"{flag(field.name)} must be a positive number, got {value}")
+        elif rule["below"] is not None:
+            require(rule["min"] <= value < rule["below"],
+                    f"{flag(field.name)} must be in [{rule['min']:g}, {rule['below']:g}), got {value}")
+        elif rule["min"] is not None:
+            require(value >= rule["min"], f"{flag(field.name)} must be >= {rule['min']:g}, got {value}")
+
+
+def config_options(config_type: type, length: str) -> Callable:
+    """Give a `train` command the options of config_type's fields, after its own parameters.
+
+    The command is called with `settings`: the options typed on the command line (a dict), which a script lays
+    over its defaults (and a preset). `length` names the run's length field (epochs, iterations): its option's
+    default is None, so that with --resume it means "the saved run's"."""
+    hints = get_type_hints(config_type)
+
+    def decorate(command: Callable) -> Callable:
+        own = [p for p in inspect.signature(command).parameters.values() if p.name != "settings"]
+        fields = [field for field in dataclasses.fields(config_type) if field.metadata.get("option")]
+        options = []
+        for field in fields:
+            rule, hint = field.metadata, hints[field.name]
+            numeric = hint is int and field.name != "seed"  # a seed's range is checked with torch's message
+            default = None if field.name == length else field.default
+            annotation = Literal[rule["choices"]] if rule["choices"] else hint
+            shown = rule["show_default"] or (str(field.default) if field.name == length else True)
+            options.append(inspect.Parameter(
+                field.name, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[annotation] if default is None
+                else annotation, default=typer.Option(default, help=rule["help"], show_default=shown,
+                                                      min=rule["min"] if numeric else None,
+                                                      max=rule["max"] if numeric else None)))
+
+        @functools.wraps(command)
+        def with_options(ctx: typer.Context, **values: Any) -> Any:
+            names = {field.name for field in fields}
+            typed = {name: value for name, value in values.items()
+                     if name in names and ctx.get_parameter_source(name).name == "COMMANDLINE"}
+            return command(ctx, settings=typed, **{k: v for k, v in values.items() if k not in names})
+
+        rest = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own[1:]]
+        parameters = own[:1] + options + rest  # ctx first, then the settings, then the command's own options
+        with_options.__signature__ = inspect.Signature(parameters)
+        with_options.__annotations__ = {p.name: p.annotation for p in parameters}
+        return with_options
+
+    return decorate
 
 
 def require(condition: bool, message: str) -> None:
@@ -939,13 +1022,12 @@ class Checkpointer:
     (then the resume command is printed and the KeyboardInterrupt goes on: typer exits with 130), and when
     `check_finite` sees a NaN/inf loss (the last good state is kept; a one-line `UserError` follows).
     `unit` names the trainer's progress counter (`state[unit]`, e.g. 'epoch' or 'iteration') in messages.
-    Without a `path` (the course's Python API, which has no runs to resume) nothing is written.
     """
 
-    def __init__(self, path: Path | None, resume_command: str = "", every_seconds: float = 60.0, unit: str = "epoch",
+    def __init__(self, path: Path, resume_command: str = "", every_seconds: float = 60.0, unit: str = "epoch",
                  state: dict | None = None) -> None:
         """state: the checkpoint a resumed run starts from (kept as a copy: the optimizer shares its tensors)."""
-        self.path = Path(path) if path is not None else None
+        self.path = Path(path)
         self.resume_command, self.every_seconds = resume_command, every_seconds
         self.unit = unit
         self.state: dict | None = copy.deepcopy(state)
@@ -958,14 +1040,13 @@ class Checkpointer:
             self.save()
 
     def save(self) -> None:
-        if self.state is not None and self.path is not None:
+        if self.state is not None:
             save_checkpoint(self.state, self.path)
             self._last_write = time.monotonic()
 
     def check_finite(self, loss: float, epoch: int) -> None:
         """Stop with the last good checkpoint kept when `loss` (of 0-based `epoch`, or `unit`) is NaN or infinite."""
         if not math.isfinite(loss):
-            require(self.path is not None, f"the loss became {loss} in {self.unit} {epoch + 1}: lower the learning rate")
             self.save()
             kept = f"kept the last good checkpoint {self.path} ({self.unit} {self.state[self.unit]})" if self.state \
                 else "no good state to keep"
@@ -977,8 +1058,6 @@ class Checkpointer:
         try:
             yield self
         except KeyboardInterrupt as interrupt:
-            if self.path is None:
-                raise
             interrupt.reported = True  # App prints nothing more
             self.save()
             if self.state is not None:
@@ -988,3 +1067,75 @@ class Checkpointer:
                 note("\nInterrupted before the first checkpoint: nothing was saved" +
                      (f" ({self.path} is an earlier run's)" if self.path.exists() else ""))
             raise
+
+
+# ----------------------------------------------------------------------------------------------------
+# A run's life: train, resume, and use a trained run, written once for the three scripts
+
+
+class Run:
+    """A script's training run in a folder, as its commands see it.
+
+    script: the file ('hw5_vae.py'); checkpoint: the file name in out_dir; keys: what every checkpoint of the script
+    holds; resume_keys: what --resume needs besides; config_type: the script's Config, whose run length is the field
+    `<unit>s` (unit 'epoch' or 'iteration'); old_defaults: settings a run saved by an older version lacks.
+    """
+
+    def __init__(self, script: str, out_dir: Path | str, checkpoint: str, keys: Sequence[str],
+                 resume_keys: Sequence[str], config_type: type, unit: str = "epoch",
+                 old_defaults: dict | None = None) -> None:
+        self.script, self.out_dir, self.checkpoint = script, Path(out_dir), checkpoint
+        self.keys, self.resume_keys, self.config_type, self.unit = tuple(keys), tuple(resume_keys), config_type, unit
+        self.old_defaults = old_defaults or {}
+
+    @property
+    def path(self) -> Path:
+        return self.out_dir / self.checkpoint
+
+    @property
+    def train_command(self) -> str:
+        return f"python {self.script} train --out-dir {shlex.quote(str(self.out_dir))}"
+
+    def settings(self, settings: dict, preset: dict | None = None, resume: bool = False) -> Any:
+        """The Config of a `train` command: the options typed (`settings`) over a preset, over the defaults; the run
+        length left at 0 ("the saved run's") when resuming without it."""
+        length = f"{self.unit}s"
+        values = {**dataclasses.asdict(self.config_type()), **(preset or {}), **settings}
+        if resume and length not in settings:
+            values[length] = 0
+        values.update({key: str(value) for key, value in values.items() if isinstance(value, Path)})
+        return self.config_type(**values)
+
+    def begin(self, cfg: Any, resume: bool = False, overwrite: bool = False, **given: Any) -> tuple[Any, dict | None]:
+        """Start `train`: check the folder and the new-run rule; with resume, load the checkpoint and take its
+        settings, with `given` (the options resume takes again: the run length, the data) on top. Then check
+        the settings. Returns them and the saved checkpoint (None for a new run)."""
+        self.out_dir = check_out_dir(self.out_dir)
+        check_new_run(self.path, resume, overwrite)
+        saved = None
+        if resume:
+            saved = load_checkpoint(self.path, self.keys + self.resume_keys, self.train_command)
+            if isinstance(saved["config"], dict):
+                for key, value in self.old_defaults.items():
+                    saved["config"].setdefault(key, value)
+            cfg = saved_config(self.config_type, saved, self.path, **given)
+        check_settings(cfg)
+        return cfg, saved
+
+    def resume(self, saved: dict, modules: dict, optimizers: dict, total: int, ignored: Sequence[str] = ()) -> dict:
+        """Restore the modules, optimizers and RNG states from `saved` (see restore_training); returns it as the
+        training state to go on from."""
+        restore_training(saved, self.path, modules, optimizers, saved[self.unit], total, self.unit,
+                         f"--{self.unit}s", ignored)
+        return saved
+
+    def checkpointer(self, cfg: Any, saved: dict | None, *resume_flags: str) -> Checkpointer:
+        """The Checkpointer of this run; its resume command carries the run length and `resume_flags`."""
+        command = [self.train_command, "--resume", f"--{self.unit}s {getattr(cfg, f'{self.unit}s')}", *resume_flags]
+        return Checkpointer(self.path, " ".join(command), unit=self.unit, state=saved)
+
+    def load(self) -> tuple[dict, Any]:
+        """A trained (or interrupted) run, for plot, evaluate and sample: its checkpoint and its settings."""
+        state, cfg = load_run(self.path, self.keys, self.train_command, self.config_type)
+        check_settings(cfg)
+        return state, cfg
