@@ -653,14 +653,14 @@ OVERWRITE = typer.Option(False, help="Start a new run even if --out-dir holds on
 # command's options and the one validation of every script come from there.
 
 
-def setting(default: Any, help: str = "", *, min: float | None = None, max: float | None = None,
-            positive: bool = False, below: float | None = None, choices: Sequence[str] = (), option: bool = True,
+def setting(default: Any, help: str = "", *, min: float | None = None, positive: bool = False,
+            below: float | None = None, choices: Sequence[str] = (), option: bool = True,
             show_default: str | None = None) -> Any:
-    """A Config field with its command-line option: `help`; bounds `min` <= value <= `max` (an int's are also
-    the option's range), `positive` (> 0 and finite), `below` (< it); `choices`; option=False: a setting the
-    command line does not offer; show_default: the help's default where the option's own is None."""
-    return dataclasses.field(default=default, metadata=dict(help=help, min=min, max=max, positive=positive,
-                                                            below=below, choices=tuple(choices), option=option,
+    """A Config field with its command-line option: `help`; the bounds value >= `min` (an int's is also the
+    option's range), `positive` (> 0 and finite), `below` (< it); `choices`; option=False: a setting the command
+    line does not offer; show_default: the help's default where the option's own is None."""
+    return dataclasses.field(default=default, metadata=dict(help=help, min=min, positive=positive, below=below,
+                                                            choices=tuple(choices), option=option,
                                                             show_default=show_default))
 
 
@@ -709,8 +709,7 @@ def config_options(config_type: type, length: str) -> Callable:
             options.append(inspect.Parameter(
                 field.name, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[annotation] if default is None
                 else annotation, default=typer.Option(default, help=rule["help"], show_default=shown,
-                                                      min=rule["min"] if numeric else None,
-                                                      max=rule["max"] if numeric else None)))
+                                                      min=rule["min"] if numeric else None)))
 
         @functools.wraps(command)
         def with_options(ctx: typer.Context, **values: Any) -> Any:
@@ -1103,7 +1102,6 @@ class Run:
         values = {**dataclasses.asdict(self.config_type()), **(preset or {}), **settings}
         if resume and length not in settings:
             values[length] = 0
-        values.update({key: str(value) for key, value in values.items() if isinstance(value, Path)})
         return self.config_type(**values)
 
     def begin(self, cfg: Any, resume: bool = False, overwrite: bool = False, **given: Any) -> tuple[Any, dict | None]:
