@@ -570,9 +570,8 @@ def run_training(cfg: Config, out_dir: Path, device: str | torch.device = "auto"
     state = {"epoch": 0, "history": {}, "train_seconds": 0.0, "fixed_z": gan.sample_z(N_FIXED), "frames": {}}
     opt_gen, opt_disc = make_optimizers(gan, cfg.lr)
     if saved is not None:
-        state = run.resume(saved, {"gen": gan.gen, "disc": gan.disc}, {"opt_gen": opt_gen, "opt_disc": opt_disc},
-                           cfg.epochs, ignored_on_resume)
-        state = {**state, "fixed_z": saved["fixed_z"].to(dev)}
+        state = {**run.resume(saved, {"gen": gan.gen, "disc": gan.disc}, {"opt_gen": opt_gen, "opt_disc": opt_disc},
+                              cfg.epochs, ignored_on_resume), "fixed_z": saved["fixed_z"].to(dev)}
     note(f"training the {cfg.arch} GAN ({cfg.loss} G loss) on {len(images)} images from {data.source}, "
          f"device {dev}, out-dir {run.out_dir}")
     checkpointer = run.checkpointer(cfg, saved)

@@ -174,6 +174,22 @@ def judge_samples(samples: torch.Tensor, match_ratio: float, spreads: tuple[floa
 
 LEVELS = geometric(3.0, 0.01, 10)     # from about DATA's diameter down to 5% of a mode's width
 TRAIN_ITERATIONS, BATCH, LR = 3000, 250, 5e-3
+# The trained network's field is compared with the exact one at σ = 0.45 ... 0.07, where it outlines the modes:
+# full points from a mean cosine of FIELD_FULL, none at FIELD_ZERO or below.
+FIELD_LEVELS = LEVELS[3:7]
+FIELD_FULL, FIELD_ZERO = 0.85, 0.1
+
+
+def judge_field(scorenet: nn.Module, deduct) -> None:
+    """Grade a network trained on DATA: fail when its field does not point toward the data at all, deduct 'field'
+    when it does not resemble the exact blurred score's (mean cosine over FIELD_LEVELS)."""
+    agreements = [field_agreement(scorenet, sigma) for sigma in FIELD_LEVELS.tolist()]
+    agreement = sum(agreements) / len(agreements)
+    found = "mean cosine with the exact score " + ", ".join(f"{a:.2f} at σ = {s:.2g}"
+                                                            for a, s in zip(agreements, FIELD_LEVELS.tolist()))
+    assert agreement > FIELD_ZERO, f"the learned score does not point toward the data: {found}"
+    if agreement < FIELD_FULL:
+        deduct("field", f"the learned score field does not resemble the data's: {found}")
 
 
 def loss_constant(loss, sigma: float, n: int) -> float:

@@ -19,13 +19,11 @@ from torch import nn
 
 from grading import manual_seed, train_once
 from scores import (LEVELS, NCSN_MIXTURE, KnownScore, MixtureScore, ZeroScore, as_points, check_noise_std,
-                    check_sigma_per_sample, field_agreement, geometric, judge_samples, train_on_data, with_levels)
+                    check_sigma_per_sample, geometric, judge_field, judge_samples, train_on_data, with_levels)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-# The trained network's field at σ = 0.45 ... 0.07, and its samples: as in the Fall-2022 tests (their comments).
-FIELD_LEVELS = LEVELS[3:7]
-FIELD_FULL, FIELD_ZERO = 0.85, 0.1
+# The trained network's field (scores.judge_field) and its samples: as in the Fall-2022 tests (their comments).
 LANGEVIN_STEPS, LANGEVIN_EPS = 50, 0.25 * LEVELS[-1].item() ** 2  # steps x + 0.25 σ_i² s + √(0.5 σ_i²) z
 MATCH_RATIO, SPREADS, LOST_SPREAD = 4.0, (0.75, 1.8), 3.0
 
@@ -105,13 +103,7 @@ def test_5a_score_field(trained, deduct):
     """The student's ScoreNet(), trained by the test on a mixture of three Gaussians with the student's loss (3000
     Adam steps, 10 levels from 3 to 0.01): mean cosine with the mixture's exact blurred score at σ = 0.45 ... 0.07 at
     least 0.85 (else -4; at most 0.1 fails)."""
-    agreements = [field_agreement(trained, sigma) for sigma in FIELD_LEVELS.tolist()]
-    agreement = sum(agreements) / len(agreements)
-    found = "mean cosine with the exact score " + ", ".join(f"{a:.2f} at σ = {s:.2g}"
-                                                            for a, s in zip(agreements, FIELD_LEVELS.tolist()))
-    assert agreement > FIELD_ZERO, f"the learned score does not point toward the data: {found}"
-    if agreement < FIELD_FULL:
-        deduct("field", f"the learned score field does not resemble the data's: {found}")
+    judge_field(trained, deduct)
 
 
 # ----------------------------------------------------------------------------------------------------
