@@ -976,7 +976,8 @@ def sampling_defaults(sm: ScoreMatching, state: dict, lr: Optional[float], seed:
     """The Langevin ε and the seed to sample with: the given ones, else ε = LANGEVIN_STEP_RATIO · σ_L² (each
     level then steps with α_i = LANGEVIN_STEP_RATIO · σ_i²), or the Spring-2024 sampler's SP24_EPS, and the
     training seed."""
-    default = SP24_EPS if state["config"]["recipe"] == "sp24" else LANGEVIN_STEP_RATIO * sm.noise_levels.min().item() ** 2
+    sp24 = state["config"]["recipe"] == "sp24"
+    default = SP24_EPS if sp24 else LANGEVIN_STEP_RATIO * sm.noise_levels.min().item() ** 2
     return default if lr is None else lr, state["config"]["seed"] if seed is None else seed
 
 

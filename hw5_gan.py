@@ -132,7 +132,6 @@ class GNet(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         x = self.lrelu1(self.fc(z)).view(-1, 32, 7, 7)
-        x = x.contiguous(memory_format=torch.channels_last)  # the convolutions' layout (see GAN): no reordering
         x = self.lrelu2(self.conv1(self.up1(x)))
         x = self.lrelu3(self.conv2(self.up2(x)))
         return self.sigmoid(self.conv3(x))

@@ -505,7 +505,8 @@ def plot_learning_curve(history: dict, path: Path) -> Path:
     ax.set_ylabel("ELBO (nats per image)")
     ax.set_title("VAE learning curve")
     if len(epochs) > 10:
-        ax.set_ylim(bottom=min(history["test_elbo"][len(epochs) // 10:] + history["train_elbo"][len(epochs) // 10:]) - 5)
+        settled = len(epochs) // 10
+        ax.set_ylim(bottom=min(history["test_elbo"][settled:] + history["train_elbo"][settled:]) - 5)
     ax.grid(alpha=0.3)
     ax.legend()
     return save_figure(fig, path)

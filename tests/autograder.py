@@ -9,6 +9,9 @@
     python tests/autograder.py table [--assignment NAME] [--markdown]                       # the points tables
     python tests/autograder.py table --update README.md          # write them into the README, after a rubric edit
 
+`run` and `grade-all` pass other arguments on to pytest: node ids (tests/test_grade_vae.py::test_2a_decoder ...)
+grade those rows alone, the others scoring 0 as not run.
+
 Assignments: vae (Fall 2022, question 2), diffusion-fa22 (ScoreMatching, question 4), diffusion-sp24 (ScoreNet,
 question 5), gan (Spring 2024, question 4). Without --assignment, `run` tells it from the submitted file: which
 script it is, and for hw5_diffusion.py which edition's API it defines.
@@ -143,8 +146,10 @@ def run(assignment: rubric.Assignment, results: Path, extra_args: list[str]) -> 
     written."""
     budget = rubric.time_budget()
     results.unlink(missing_ok=True)  # a stale file must not pass for this run's results
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"tests/{assignment.tests}",
-               "--results", str(results), "--assignment", assignment.name, *extra_args]
+    picked = any("::" in arg for arg in extra_args)  # node ids (FILE::TEST) choose rows; else the whole file runs
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+               *([] if picked else [f"tests/{assignment.tests}"]), "--results", str(results), "--assignment",
+               assignment.name, *extra_args]
     env = {**os.environ, "MPLBACKEND": "Agg"}
     try:
         finished = subprocess.run(command, cwd=ROOT, timeout=budget + 30, capture_output=True, text=True, env=env)
@@ -235,7 +240,8 @@ def grade_all(assignment: rubric.Assignment, submissions: Path, out: Path, jobs:
         previous = out / folder.name
         if not force and (previous / "results.json").is_file() and (previous / "fingerprint.txt").is_file() \
                 and (previous / "fingerprint.txt").read_text() == fingerprint(folder):
-            entries[folder.name] = {"results": json.loads((previous / "results.json").read_text()), "status": "unchanged"}
+            entries[folder.name] = {"results": json.loads((previous / "results.json").read_text()),
+                                    "status": "unchanged"}
         else:
             todo.append(folder)
     with ThreadPoolExecutor(max(1, jobs)) as pool:

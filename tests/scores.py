@@ -174,6 +174,9 @@ def judge_samples(samples: torch.Tensor, match_ratio: float, spreads: tuple[floa
 
 LEVELS = geometric(3.0, 0.01, 10)     # from about DATA's diameter down to 5% of a mode's width
 TRAIN_ITERATIONS, BATCH, LR = 3000, 250, 5e-3
+# Adam at LR from the first step sent the course's 8-layer ScoreNet to "always 0" (loss stuck at E‖z‖² = 2, field
+# cosine 0) at 2 of 20 seeds; a linear warm-up over WARMUP_ITERATIONS trains it at all 20 (seed_sweep.py).
+WARMUP_ITERATIONS = 200
 # The trained network's field is compared with the exact one at σ = 0.45 ... 0.07, where it outlines the modes:
 # full points from a mean cosine of FIELD_FULL, none at FIELD_ZERO or below.
 FIELD_LEVELS = LEVELS[3:7]
@@ -202,17 +205,20 @@ def loss_constant(loss, sigma: float, n: int) -> float:
     return float(as_points(value)) / (n * term)
 
 
-def train_on_data(scorenet: nn.Module, loss, iterations: int = TRAIN_ITERATIONS) -> None:
+def train_on_data(scorenet: nn.Module, loss) -> None:
     """Train a student's scorenet on fresh DATA draws each iteration with their loss(scorenet, points, levels), one
     slice of the batch per level of LEVELS, each divided by the loss's own constant (`loss_constant`) and weighted
-    by σ² (NCSN's λ): the handout's σ²-weighted loss, whatever convention the student's carries. Adam,
-    cosine-decayed."""
+    by σ² (NCSN's λ): the handout's σ²-weighted loss, whatever convention the student's carries. Adam, warmed up
+    linearly, then cosine-decayed."""
     per_level = BATCH // len(LEVELS)
     weights = [sigma ** 2 / loss_constant(loss, sigma, per_level) / BATCH for sigma in LEVELS.tolist()]
     device = next(scorenet.parameters()).device
     optimizer = torch.optim.Adam(scorenet.parameters(), lr=LR)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, iterations)
-    for _ in range(iterations):
+    schedules = torch.optim.lr_scheduler
+    warmup = schedules.LinearLR(optimizer, 0.01, 1.0, WARMUP_ITERATIONS)
+    decay = schedules.CosineAnnealingLR(optimizer, TRAIN_ITERATIONS - WARMUP_ITERATIONS)
+    schedule = schedules.SequentialLR(optimizer, [warmup, decay], [WARMUP_ITERATIONS])
+    for _ in range(TRAIN_ITERATIONS):
         slices = DATA.draw(per_level * len(LEVELS)).to(device).chunk(len(LEVELS))
         total = sum(weight * with_levels(lambda levels: loss(scorenet, points, levels), LEVELS[k:k + 1])
                     for k, (weight, points) in enumerate(zip(weights, slices)))

@@ -66,7 +66,8 @@ def test_the_readme_points_tables_are_generated_from_the_rubric(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text((ROOT / "README.md").read_text())
     autograder.update_tables(readme)
-    assert readme.read_text() == (ROOT / "README.md").read_text(), "run: python tests/autograder.py table --update README.md"
+    assert readme.read_text() == (ROOT / "README.md").read_text(), (
+        "run: python tests/autograder.py table --update README.md")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -226,8 +227,8 @@ def edited_gradings(folder: Path, edits: list[Edit]) -> dict:
         mine = [edit for edit in edits if edit.assignment == name]
         script = ASSIGNMENTS[name].script
         folder_of = submission(folder / name / "submission", {script: apply(reference(script), mine)})
-        graded[name] = grade(folder_of, folder / name / "results.json", *node_ids(name, (r for e in mine for r in e.rows)),
-                             assignment=name)
+        rows = node_ids(name, (row for edit in mine for row in edit.rows))
+        graded[name] = grade(folder_of, folder / name / "results.json", *rows, assignment=name)
     return graded
 
 
@@ -274,7 +275,8 @@ def gradings(request, tmp_path_factory):
         return edited_gradings(folder, edits)
 
     read = {grading_read_by(item) for item in request.session.items if item.module is request.module} - {None}
-    keys = sorted(read, key=lambda key: ("reference", "release", "corpus", "flaws", "equivalents", "mutants").index(key[0]))
+    order = ("reference", "release", "corpus", "flaws", "equivalents", "mutants")
+    keys = sorted(read, key=lambda key: order.index(key[0]))
     folders = [tmp_path_factory.mktemp("grading") for _ in keys]  # here: mktemp is not thread-safe
     pool = ThreadPoolExecutor(max_workers=2)
     try:
@@ -445,6 +447,7 @@ def test_top_level_training_is_skipped_and_the_student_told(tmp_path):
     results = grade(folder, tmp_path / "results.json", *node_ids("vae", rows), assignment="vae")
     tests = by_function(results, "vae")
     assert all(tests[row]["status"] == "passed" for row in rows), {row: tests[row]["output"] for row in rows}
+    assert all(test["output"].startswith("not run") for row, test in tests.items() if row not in rows)  # only those
     for fragment in ("`args = parse_args()`", "`vae.train()`", "`main()`", "`for epoch in range(3):`",
                      'if __name__ == \\"__main__\\":'):
         assert fragment in json.dumps(results["output"]), results["output"]

@@ -279,7 +279,8 @@ def test_2d_training(hw5_vae, held_out_digits):
         before = reference_elbo(vae, held_out_digits).item()
     train_once(vae, "vae-students-elbo", lambda: train_briefly(vae, vae.train_images[:2000], students_elbo))
     with torch.no_grad():  # in chunks of 500 images: 10 decoded samples of all 2000 at once take half a gigabyte
-        after = torch.stack([reference_elbo(vae, chunk, samples=10) for chunk in held_out_digits.split(500)]).mean().item()
+        after = torch.stack([reference_elbo(vae, chunk, samples=10)
+                             for chunk in held_out_digits.split(500)]).mean().item()
     assert before < -500
     assert after > -200, (f"the test ELBO went from {before:.0f} to {after:.0f} nats in 6 epochs of training on "
                           f"-elbo_loss (a correct VAE reaches about -180): check 2.b-2.c")

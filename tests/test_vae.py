@@ -211,7 +211,8 @@ def short_run(hw5_vae, mnist_path: Path, out_dir: Path, epochs: int) -> None:
 
 def saved_weights(out_dir: Path) -> dict:
     state = torch.load(out_dir / "vae.pt", weights_only=True)
-    return {**{f"enc.{k}": v for k, v in state["encoder"].items()}, **{f"dec.{k}": v for k, v in state["decoder"].items()}}
+    return {**{f"enc.{k}": v for k, v in state["encoder"].items()},
+            **{f"dec.{k}": v for k, v in state["decoder"].items()}}
 
 
 def assert_same_weights(a: dict, b: dict) -> None:

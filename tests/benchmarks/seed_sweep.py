@@ -28,7 +28,8 @@ def graded(name: str, offset: int, folder: Path) -> dict:
     """The reference graded for one assignment with seeds shifted by `offset`: results.json."""
     results = folder / f"{name}_{offset}.json"
     env = {**os.environ, "HW5_SEED_OFFSET": str(offset), "HW5_SUBMISSION": "", "MPLBACKEND": "Agg"}
-    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"tests/{rubric.ASSIGNMENTS[name].tests}",
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                    f"tests/{rubric.ASSIGNMENTS[name].tests}",
                     "--results", str(results), "--assignment", name], cwd=ROOT, env=env, capture_output=True)
     return json.loads(results.read_text())
 
