@@ -914,7 +914,7 @@ def run_training(cfg: Config, out_dir: Path, device: str = "auto", resume: bool 
     """
     run = run_in(out_dir)
     cfg, saved = run.begin(cfg, resume, overwrite, iterations=cfg.iterations)
-    dev = pick_device(device)
+    out_dir, dev = run.out_dir, pick_device(device)
     cloud = saved_cloud(cfg, saved) if saved is not None else load_points(cfg)
     noise_levels = saved["noise_levels"] if saved is not None else \
         default_noise_levels(cloud.points, cfg.sigma_max, cfg.sigma_min, cfg.num_levels)
@@ -931,7 +931,6 @@ def run_training(cfg: Config, out_dir: Path, device: str = "auto", resume: bool 
     levels = sm.noise_levels
     note(f"training on {len(cloud.points)} points of {cloud.name}, {len(levels)} noise levels "
          f"{levels.max().item():.3g} -> {levels.min().item():.3g}, device {dev}, out-dir {out_dir}")
-    out_dir = run.out_dir
     checkpointer = run.checkpointer(cfg, saved)
     state = fit(sm, ema, optimizer, cloud, cfg, checkpointer, state)
     note(f"trained {state['iteration']} iterations in {state['train_seconds']:.1f} s; saved {out_dir / CHECKPOINT}")

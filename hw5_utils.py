@@ -1124,12 +1124,13 @@ class Run:
         """Restore the modules, optimizers and RNG states from `saved` (see restore_training); returns it as the
         training state to go on from."""
         restore_training(saved, self.path, modules, optimizers, saved[self.unit], total, self.unit,
-                         f"--{self.unit}s", ignored)
+                         flag(f"{self.unit}s"), ignored)
         return saved
 
     def checkpointer(self, cfg: Any, saved: dict | None, *resume_flags: str) -> Checkpointer:
         """The Checkpointer of this run; its resume command carries the run length and `resume_flags`."""
-        command = [self.train_command, "--resume", f"--{self.unit}s {getattr(cfg, f'{self.unit}s')}", *resume_flags]
+        length = f"{self.unit}s"
+        command = [self.train_command, "--resume", f"{flag(length)} {getattr(cfg, length)}", *resume_flags]
         return Checkpointer(self.path, " ".join(command), unit=self.unit, state=saved)
 
     def load(self) -> tuple[dict, Any]:
