@@ -141,15 +141,15 @@ def mnist() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 def load_mnist() -> tuple[int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The course's data for the VAE: N_data, train_images, train_labels, test_images, test_labels.
 
-    N_data: the number of training images; train_images: the first 10000, (10000, 784) float32, scaled to [0, 1]
-    and rounded to {0, 1}; train_labels: (10000, 10) float32 one-hot; test_images (10000, 784) and test_labels
-    (10000, 10) alike.
+    N_data: the size of the training set `mnist()` returned; train_images: its first 10000, (10000, 784) float32,
+    scaled to [0, 1] and rounded to {0, 1}; train_labels: (10000, 10) float32 one-hot; test_images (10000, 784)
+    alike; test_labels (10000, 10) one-hot int64 (the course converts only the training labels to float).
     """
     train_images, train_labels, test_images, test_labels = mnist()
     binary = lambda x: torch.from_numpy(x.reshape(len(x), 784) / 255.0).round().float()  # noqa: E731
-    one_hot = lambda y: F.one_hot(torch.from_numpy(y.astype(np.int64)), 10).float()  # noqa: E731
-    return (len(train_images), binary(train_images[:10000]), one_hot(train_labels[:10000]), binary(test_images),
-            one_hot(test_labels))
+    one_hot = lambda y: F.one_hot(torch.from_numpy(y.astype(np.int64)), 10)  # noqa: E731
+    return (len(train_images), binary(train_images[:10000]), one_hot(train_labels[:10000]).float(),
+            binary(test_images), one_hot(test_labels))
 
 
 def batch_indices(iter: int, num_batches: int, batch_size: int) -> slice:  # noqa: A002 - the course's name
@@ -164,16 +164,19 @@ def array_to_image(array: Any) -> np.ndarray:
 
 
 def concat_images(images: Any, row: int, col: int, padding: int = 3) -> np.ndarray:
-    """The course's tiling: images (row*col, 784 or 28x28) -> one (28*row + (row-1)*padding, ...) array.
+    """The course's tiling: the first row*col images (a tensor, an array or a list of (784,) or (28, 28) images) in
+    one numpy array (28*row + (row-1)*padding, 28*col + (col-1)*padding), zero between them.
 
-    As in the course, the images fill the grid column by column: image i + j*row lands in row i, column j.
+    As in the course, the images fill the grid column by column (image i + j*row in row i, column j), images past
+    row*col are left out, and fewer than row*col are an error.
     """
-    from torchvision.utils import make_grid  # imported when needed: torchvision takes a second to import
-
-    images = torch.as_tensor(np.asarray(images), dtype=torch.float32).reshape(col, row, 1, 28, 28)
-    grid = make_grid(images.transpose(0, 1).reshape(row * col, 1, 28, 28), nrow=col, padding=padding, pad_value=0)
-    border = padding if row * col > 1 else 0  # make_grid pads around the outside too, except for a single image
-    return grid[0, border:grid.shape[1] - border, border:grid.shape[2] - border].numpy()
+    tiles = [array_to_image(image) for image in images[:row * col]]
+    if len(tiles) < row * col:
+        raise ValueError(f"concat_images: {len(tiles)} images for a {row} x {col} grid, which needs {row * col}")
+    framed = np.pad(np.stack(tiles).astype(np.float64).reshape(col, row, 28, 28),
+                    ((0, 0), (0, 0), (0, padding), (0, padding)))  # each image with its gap below and to its right
+    grid = framed.transpose(1, 2, 0, 3).reshape(row * (28 + padding), col * (28 + padding))
+    return grid[:grid.shape[0] - padding, :grid.shape[1] - padding]
 
 
 class GANDataset(torch.utils.data.Dataset):

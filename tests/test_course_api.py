@@ -44,17 +44,44 @@ def raw_digits(mnist_path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_load_mnist_gives_the_course_five_tuple_offline(mnist_path):
-    """N_data, train_images (10000, 784) rounded float32, one-hot float32 labels (10000, 10), and the test set alike;
-    offline, the shared file's 10000 digits stand in for the training images."""
+    """N_data, train_images (10000, 784) rounded float32, one-hot labels (10000, 10), float32 for training and int64
+    for the test set; offline, the shared file's 10000 digits stand in for the training images."""
     n_data, train_images, train_labels, test_images, test_labels = hw5_utils.load_mnist()
     images, labels = raw_digits(mnist_path)
     assert n_data == 10000
-    for x, y in ((train_images, train_labels), (test_images, test_labels)):
+    for x, y, label_type in ((train_images, train_labels, torch.float32), (test_images, test_labels, torch.int64)):
         assert x.shape == (10000, 784) and x.dtype == torch.float32
-        assert y.shape == (10000, 10) and y.dtype == torch.float32
+        assert y.shape == (10000, 10) and y.dtype == label_type
         np.testing.assert_array_equal(x.numpy(), np.round(images / 255.0))
-        assert bool((y.sum(1) == 1).all()) and set(y.unique().tolist()) == {0.0, 1.0}
+        assert bool((y.sum(1) == 1).all()) and set(y.unique().tolist()) == {0, 1}
         np.testing.assert_array_equal(y.argmax(1).numpy(), labels)
+
+
+def course_load_mnist(mnist):
+    """The course's load_mnist as course-api.md gives it, written out with numpy: every image flattened and divided
+    by 255, labels one-hot as int64; N_data counted before the first 10000 training images are taken, rounded;
+    only the training labels made float."""
+    train_images, train_labels, test_images, test_labels = mnist()
+    flat = lambda x: x.reshape(x.shape[0], -1) / 255.0  # noqa: E731
+    one_hot = lambda y: np.array(y[:, None] == np.arange(10)[None, :], dtype=np.int64)  # noqa: E731
+    n_data = flat(train_images).shape[0]
+    return (n_data, torch.from_numpy(np.round(flat(train_images)[:10000])).float(),
+            torch.from_numpy(one_hot(train_labels)[:10000]).float(),
+            torch.from_numpy(np.round(flat(test_images)[:10000])).float(), torch.from_numpy(one_hot(test_labels)[:10000]))
+
+
+def test_load_mnist_counts_the_whole_training_set_and_keeps_its_first_10000(monkeypatch):
+    """With 12000 training digits from mnist(), N_data is 12000 and the tensors are the course's, value and type."""
+    rng = np.random.default_rng(0)
+    digits = (rng.integers(0, 256, (12000, 28, 28), dtype=np.uint8), rng.integers(0, 10, 12000, dtype=np.uint8),
+              rng.integers(0, 256, (10000, 28, 28), dtype=np.uint8), rng.integers(0, 10, 10000, dtype=np.uint8))
+    monkeypatch.setattr(hw5_utils, "mnist", lambda: digits)
+    ours, course = hw5_utils.load_mnist(), course_load_mnist(lambda: digits)
+    assert ours[0] == course[0] == 12000 and isinstance(ours[0], int)
+    for mine, theirs in zip(ours[1:], course[1:]):
+        assert mine.dtype == theirs.dtype and mine.shape == theirs.shape
+        assert torch.equal(mine, theirs)
+    assert ours[1][0, 0].item() == float(digits[0][0, 0, 0] >= 128)  # rounded at 127.5 / 255, a hand check
 
 
 def test_mnist_reads_the_course_files_from_data(in_tmp, mnist_path, monkeypatch):
@@ -98,6 +125,46 @@ def test_download_without_network_or_local_copy_says_where_to_put_the_file(in_tm
         hw5_utils.download(hw5_utils.BASE_URL + "train-images-idx3-ubyte.gz", "train-images-idx3-ubyte.gz")
     assert "\n" not in str(error.value)
     assert not (in_tmp / "data" / "train-images-idx3-ubyte.gz").exists()
+
+
+def course_concat_images(images, row, col, padding=3):
+    """The course starter's concat_images, verbatim in behaviour: image i + j*row goes to row i, column j."""
+    result = np.zeros((28 * row + (row - 1) * padding, 28 * col + (col - 1) * padding))
+    for i in range(row):
+        for j in range(col):
+            top, left = i * 28 + i * padding, j * 28 + j * padding
+            result[top:top + 28, left:left + 28] = np.reshape(images[i + j * row], (28, 28))
+    return result
+
+
+@pytest.mark.parametrize("row, col, padding", [(10, 2, 3), (3, 11, 0), (1, 1, 5)])
+def test_concat_images_matches_the_course_layout(row, col, padding):
+    images = np.random.default_rng(0).random((row * col, 784))
+    np.testing.assert_allclose(hw5_utils.concat_images(images, row, col, padding),
+                               course_concat_images(images, row, col, padding), atol=1e-6)
+
+
+def test_concat_images_leaves_out_images_past_the_grid():
+    """33 interpolation images in a 3 x 10 grid, as students call it: the first 30, the course's way."""
+    images = np.random.default_rng(1).random((33, 784))
+    grid = hw5_utils.concat_images(images, 3, 10)
+    assert isinstance(grid, np.ndarray) and grid.shape == (3 * 28 + 2 * 3, 10 * 28 + 9 * 3)
+    np.testing.assert_allclose(grid, course_concat_images(images, 3, 10), atol=1e-6)
+
+
+def test_concat_images_takes_tensors_arrays_and_lists():
+    """A (N, 28, 28) tensor with gradients, a list of (784,) tensors, a list of (28, 28) arrays: one grid. Checked by
+    hand on constant images: image k holds the value k + 1, the gaps 0."""
+    images = torch.arange(1.0, 5.0)[:, None, None].expand(4, 28, 28).clone().requires_grad_()
+    expected = np.zeros((28 + 1 + 28, 28 + 1 + 28))
+    expected[:28, :28], expected[29:, :28], expected[:28, 29:], expected[29:, 29:] = 1, 2, 3, 4  # column by column
+    for given in (images, [image.reshape(784) for image in images], [image.detach().numpy() for image in images]):
+        np.testing.assert_array_equal(hw5_utils.concat_images(given, 2, 2, padding=1), expected)
+
+
+def test_concat_images_with_fewer_images_than_the_grid_is_an_error():
+    with pytest.raises(ValueError, match="29 images for a 3 x 10 grid"):
+        hw5_utils.concat_images(np.zeros((29, 784)), 3, 10)
 
 
 def test_gan_dataset_as_the_gan_starter_builds_it(in_tmp, mnist_path):

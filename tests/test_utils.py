@@ -16,24 +16,7 @@ import hw5_utils
 from hw5_utils import UserError
 
 # ----------------------------------------------------------------------------------------------------
-# The course's image helpers, against the course's own loops
-
-
-def course_concat_images(images, row, col, padding=3):
-    """The course starter's concat_images, verbatim in behaviour: image i + j*row goes to row i, column j."""
-    result = np.zeros((28 * row + (row - 1) * padding, 28 * col + (col - 1) * padding))
-    for i in range(row):
-        for j in range(col):
-            top, left = i * 28 + i * padding, j * 28 + j * padding
-            result[top:top + 28, left:left + 28] = np.reshape(images[i + j * row], (28, 28))
-    return result
-
-
-@pytest.mark.parametrize("row, col, padding", [(10, 2, 3), (3, 11, 0), (1, 1, 5)])
-def test_concat_images_matches_the_course_layout(row, col, padding):
-    images = np.random.default_rng(0).random((row * col, 784))
-    np.testing.assert_allclose(hw5_utils.concat_images(images, row, col, padding),
-                               course_concat_images(images, row, col, padding), atol=1e-6)
+# The course's minibatches and images (concat_images: tests/test_course_api.py)
 
 
 def test_batch_indices_and_array_to_image():
