@@ -44,9 +44,9 @@ from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from hw5_utils import (App, Checkpointer, DEVICE, OVERWRITE, RESUME, Run, UserError, check_out_dir, config_options,
-                       create_samples, generate_sigmas, get_rng_state, load_weights, note, pick_device, progress,
-                       require, save_array, save_figure, save_gif, seed_everything, setting, typed_options,
-                       write_metrics)
+                       create_samples, device_of, generate_sigmas, get_rng_state, load_weights, note, pick_device,
+                       progress, require, save_array, save_figure, save_gif, seed_everything, setting,
+                       typed_options, write_metrics)
 from hw5_utils import plot_score as plot_course_score
 
 # ----------------------------------------------------------------------------------------------------
@@ -347,13 +347,13 @@ def compute_denoising_loss(scorenet: Callable, training_data: torch.Tensor, sigm
 
 
 @torch.no_grad()
-def langevin_dynamics_sample(scorenet: nn.Module, n_samples: int, sigmas: Any, iterations: int = 100,
+def langevin_dynamics_sample(scorenet: Callable, n_samples: int, sigmas: Any, iterations: int = 100,
                              eps: float = 0.00002, return_traj: bool = False) -> torch.Tensor:
     """The Spring-2024 sampler: x_0 ~ N(0, I), (n_samples, 2), then for each σ_i in turn, largest first,
     `iterations` steps x ← x + α s(x, σ_i) + √(2α) z with α = eps σ_i² / σ_L² (`annealed_langevin`).
     Returns the samples (n_samples, 2), or with return_traj every state after each step, (n_samples, L·T, 2).
     """
-    device = next(scorenet.parameters()).device
+    device = device_of(scorenet)
     trajectory = [] if return_traj else None
     x = annealed_langevin(scorenet, torch.randn(n_samples, 2, device=device), sigmas, iterations, eps, trajectory)
     return torch.stack(trajectory, dim=1) if return_traj else x

@@ -224,8 +224,7 @@ def plot_score(scorenet: Callable, data: Any, path: str | Path | None = None, si
     scatter of data (N, 2). Shown with plt.show(), as in the course, or saved to `path` when given."""
     xs, ys = np.meshgrid(np.linspace(-2.5, 2.5, 60), np.linspace(-0.6, 0.6, 16))
     grid = torch.tensor(np.stack([xs.ravel(), ys.ravel()], 1), dtype=torch.float32)
-    parameter = next(iter(getattr(scorenet, "parameters", lambda: [])()), None)
-    scores = torch.as_tensor(scorenet(grid.to(parameter.device) if parameter is not None else grid, sigma))
+    scores = torch.as_tensor(scorenet(grid.to(device_of(scorenet)), sigma))
     scores = scores.detach().cpu().double()
     length = scores.norm(dim=1, keepdim=True)
     arrows = scores / length.clamp_min(1e-12) * torch.log1p(length)  # direction, and a length that grows slowly
@@ -756,6 +755,14 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def device_of(network: Any) -> torch.device:
+    """Where a network computes: the device of its first parameter; for a network without parameters or a plain
+    function (an analytic score, say), torch's default device."""
+    parameters = getattr(network, "parameters", None)
+    first = next(iter(parameters()), None) if callable(parameters) else None
+    return first.device if first is not None else torch.get_default_device()
 
 
 def pick_device(name: str = "auto") -> torch.device:

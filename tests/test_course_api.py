@@ -309,6 +309,31 @@ def test_spring_2024_api_as_its_main_uses_it(in_tmp):
     assert samples.shape == (7, 2) and trajectory.shape == (7, 50, 2)
 
 
+class GaussianScore(nn.Module):
+    """The exact score of N(0, I) blurred by σ, -x / (1 + σ²): a network without parameters."""
+
+    def forward(self, x, sigma):
+        return -x / (1 + sigma ** 2)
+
+
+@pytest.mark.parametrize("score", [GaussianScore(), lambda x, sigma: -x / (1 + sigma ** 2)], ids=["module", "function"])
+def test_spring_2024_sampler_takes_an_analytic_score(score):
+    """A score without parameters (an nn.Module or a plain function) samples on torch's default device. Each step
+    x <- (1 - α / (1 + σ²)) x + √(2α) z maps the variance v to (1 - α / (1 + σ²))² v + 2α, from v = 1 (x_0 ~ N(0, I)),
+    with α = ε σ_i² / σ_L²: computed here by hand for σ = 2, 1, T = 10, ε = 0.05."""
+    variance = 1.0
+    for sigma in (2.0, 1.0):
+        alpha = 0.05 * sigma ** 2
+        for _ in range(10):
+            variance = (1 - alpha / (1 + sigma ** 2)) ** 2 * variance + 2 * alpha
+    torch.manual_seed(0)
+    samples = hw5_diffusion.langevin_dynamics_sample(score, 20000, np.array([2.0, 1.0]), iterations=10, eps=0.05)
+    assert samples.shape == (20000, 2) and samples.device == torch.get_default_device()
+    assert samples.var(0).tolist() == pytest.approx([variance, variance], rel=0.05)
+    trajectory = hw5_diffusion.langevin_dynamics_sample(score, 5, [2.0, 1.0], iterations=3, return_traj=True)
+    assert trajectory.shape == (5, 6, 2)
+
+
 def test_both_editions_share_one_sampler():
     """Fall 2022's x + α/2 s + √α z with α = lr σ²/σ_L² is Spring 2024's x + α s + √(2α) z with ε = lr/2: from the same
     start and noise, the same samples."""
