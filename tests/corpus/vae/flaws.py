@@ -100,4 +100,15 @@ FLAWS = [
         "new": "        plt.scatter(means[:, 0], means[:, 1], s=3)\n",
         "loses": ["test_2e_ii_latent_space"],
     },
+    {
+        # the ten z are drawn with variance 0 (zeros passed as sigma_square): all ten are the prior's mean z = 0, so
+        # the figure shows ten copies of one decoded image (and ten Bernoulli samples of it), not the prior's spread
+        "name": "prior_draws_with_variance_zero",
+        "base": "plain.py",
+        "old": "        z = self.sample_diagonal_gaussian(torch.zeros(10, self.latent_dimension), "
+               "torch.ones(10, self.latent_dimension))\n",
+        "new": "        z = self.sample_diagonal_gaussian(torch.zeros(10, self.latent_dimension), "
+               "torch.zeros(10, self.latent_dimension))\n",
+        "loses": ["test_2e_i_data_space"],
+    },
 ]
