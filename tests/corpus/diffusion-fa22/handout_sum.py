@@ -1,7 +1,9 @@
 """Style: the handout taken literally: loss summed over the batch and both coordinates, no weighting; NCSN step sizes.
 
 Denoising loss: the template's torch.randint line for sigma_chosen, x~ = x + sigma z, the sum over all samples of
-||s(x~, sigma) + (x~ - x) / sigma^2||^2 (no 1/2, no lambda(sigma)); sigma goes to the network as an (N,) tensor.
+||s(x~, sigma) + (x~ - x) / sigma^2||^2 (no 1/2, no lambda(sigma)); sigma goes to the network as an (N,) tensor, and
+to the arithmetic as a column reshaped by the course's size, sigma_chosen.view(2000, 1) (the docstring's "(2000, 2)
+dimension tensor": cs446.npy has 2000 points).
 Langevin: the levels in the order given, alpha_i = lr * sigma_i^2 / sigma_L^2 with sigma_L = noise_levels[-1] (the
 smallest level in main's descending order, as in NCSN), update x + alpha_i / 2 * s + sqrt(alpha_i) * z, sigma passed
 as a 0-d tensor. Noise levels from np.geomspace. The "given" code here is an invented stand-in for the template
@@ -105,7 +107,7 @@ class ScoreMatching():
         sigma_chosen = noise_levels[torch.randint(len(noise_levels), (samples.shape[0],))]
 
         # TODO: YOUR CODE HERE
-        sigmas = sigma_chosen.view(-1, 1)
+        sigmas = sigma_chosen.view(2000, 1)
         x_tilde = samples + sigmas * torch.randn_like(samples)
         score = self.scorenet(x_tilde, sigma_chosen)
         loss = torch.sum((score + (x_tilde - samples) / sigmas ** 2) ** 2)
