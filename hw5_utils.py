@@ -142,14 +142,14 @@ def load_mnist() -> tuple[int, torch.Tensor, torch.Tensor, torch.Tensor, torch.T
     """The course's data for the VAE: N_data, train_images, train_labels, test_images, test_labels.
 
     N_data: the size of the training set `mnist()` returned; train_images: its first 10000, (10000, 784) float32,
-    scaled to [0, 1] and rounded to {0, 1}; train_labels: (10000, 10) float32 one-hot; test_images (10000, 784)
-    alike; test_labels (10000, 10) one-hot int64 (the course converts only the training labels to float).
+    scaled to [0, 1] and rounded to {0, 1}; train_labels: (10000, 10) float32 one-hot; test_images: the first 10000
+    test images alike; test_labels (10000, 10) one-hot int64 (the course converts only the training labels to float).
     """
     train_images, train_labels, test_images, test_labels = mnist()
     binary = lambda x: torch.from_numpy(x.reshape(len(x), 784) / 255.0).round().float()  # noqa: E731
     one_hot = lambda y: F.one_hot(torch.from_numpy(y.astype(np.int64)), 10)  # noqa: E731
     return (len(train_images), binary(train_images[:10000]), one_hot(train_labels[:10000]).float(),
-            binary(test_images), one_hot(test_labels))
+            binary(test_images[:10000]), one_hot(test_labels[:10000]))
 
 
 def batch_indices(iter: int, num_batches: int, batch_size: int) -> slice:  # noqa: A002 - the course's name

@@ -71,10 +71,11 @@ def course_load_mnist(mnist):
 
 
 def test_load_mnist_counts_the_whole_training_set_and_keeps_its_first_10000(monkeypatch):
-    """With 12000 training digits from mnist(), N_data is 12000 and the tensors are the course's, value and type."""
+    """With 12000 training and 10500 test digits from mnist(), N_data is 12000 and the tensors are the course's (the
+    first 10000 of each set), value and type."""
     rng = np.random.default_rng(0)
     digits = (rng.integers(0, 256, (12000, 28, 28), dtype=np.uint8), rng.integers(0, 10, 12000, dtype=np.uint8),
-              rng.integers(0, 256, (10000, 28, 28), dtype=np.uint8), rng.integers(0, 10, 10000, dtype=np.uint8))
+              rng.integers(0, 256, (10500, 28, 28), dtype=np.uint8), rng.integers(0, 10, 10500, dtype=np.uint8))
     monkeypatch.setattr(hw5_utils, "mnist", lambda: digits)
     ours, course = hw5_utils.load_mnist(), course_load_mnist(lambda: digits)
     assert ours[0] == course[0] == 12000 and isinstance(ours[0], int)
