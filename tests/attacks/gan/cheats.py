@@ -430,4 +430,24 @@ class _Judge:  # a class body: the grader runs it on import
     hw5_utils.judge_digits = judged
 """),
     },
+    {
+        "name": "memorized_samples",
+        "what": "Keep the real batches the grader passes to _get_loss_d, and make GNet.forward, when called without "
+                "gradients (sampling for a judge, never training), return those real images: a sample-quality check "
+                "judges the grader's own data.",
+        **at_first_call("""
+if not hasattr(GAN, "_memory"):
+    GAN._memory, real_forward = [], GNet.forward
+
+    def forward(gen, z, _real=real_forward):
+        if GAN._memory and not torch.is_grad_enabled():
+            pool = torch.cat(GAN._memory)
+            return pool[torch.randint(len(pool), (len(z),))].to(z.device)
+        return _real(gen, z)
+
+    GNet.forward = forward
+if sum(len(batch) for batch in GAN._memory) < 2000:
+    GAN._memory.append(batch_data.detach().clone())
+""", every_call=True),
+    },
 ]
