@@ -84,7 +84,7 @@ def download(url: str, filename: str) -> None:
             f"{MNIST_ENV} to a Keras-layout .npz such as ../shared/data/mnist10k.npz")
     images, labels = course_arrays(local)[0 if filename.startswith("train") else 2:][:2]
     note(f"offline: writing {target} from {local} ({len(images)} digits)")
-    _write_idx(images if "images" in filename else labels, target)
+    write_idx(images if "images" in filename else labels, target)
 
 
 def offline_mnist() -> Path | None:
@@ -110,7 +110,7 @@ def course_arrays(source: Path) -> tuple[np.ndarray, ...]:
     return images(x_train), y_train.astype(np.uint8), images(x_test), y_test.astype(np.uint8)
 
 
-def _write_idx(array: np.ndarray, path: Path) -> None:
+def write_idx(array: np.ndarray, path: Path) -> None:
     """Write uint8 images (N, 28, 28) or labels (N,) as a gzipped IDX file, MNIST's own format."""
     header = struct.pack(">I", 0x800 + array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
     _atomic_write(path, lambda tmp: tmp.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes())))

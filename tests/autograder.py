@@ -32,6 +32,7 @@ import csv
 import hashlib
 import json
 import os
+import queue
 import re
 import signal
 import subprocess
@@ -46,10 +47,11 @@ sys.path[:0] = [str(ROOT), str(TESTS)]
 
 import grading  # noqa: E402
 import rubric  # noqa: E402
+import sandbox  # noqa: E402
 
 # What every zip holds besides the assignment's graded test file.
-SUPPORT = ["pyproject.toml", "hw5_utils.py", "tests/conftest.py", "tests/grading.py", "tests/rubric.py",
-           "tests/autograder.py", "tests/drawn.py", "tests/scores.py"]
+SUPPORT = ["pyproject.toml", "hw5_utils.py", "tests/conftest.py", "tests/grading.py", "tests/sandbox.py",
+           "tests/rubric.py", "tests/autograder.py", "tests/drawn.py", "tests/scores.py"]
 
 SETUP_SH = """#!/usr/bin/env bash
 # Gradescope runs this once, with internet, when it builds the autograder image (Ubuntu).
@@ -59,6 +61,8 @@ apt-get install -y -qq python3 python3-pip python3-venv > /dev/null
 python3 -m venv /autograder/venv
 /autograder/venv/bin/pip install -q --index-url https://download.pytorch.org/whl/cpu torch torchvision
 /autograder/venv/bin/pip install -q {requirements}
+# The unprivileged user the students' code runs as (tests/sandbox.py; the grader also creates it when it is missing)
+useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin {user} || true
 """
 
 RUN_AUTOGRADER = """#!/usr/bin/env bash
@@ -70,8 +74,17 @@ export HW5_CACHE="${{HW5_CACHE:-$ROOT/source/cache}}"
 export MPLBACKEND=Agg
 RESULTS="${{HW5_RESULTS:-$ROOT/results/results.json}}"
 PYTHON="${{HW5_PYTHON:-$ROOT/venv/bin/python}}"
-cd "$ROOT/source" && exec "$PYTHON" tests/autograder.py run --assignment {assignment} --results "$RESULTS"
+if [ "$(id -u)" = 0 ]; then
+  # The students' code runs as an unprivileged user (created when missing): it may read nothing of the grader's
+  # files (the tests, the cache, the MNIST file: the grader hands its workers what they need) and write no result.
+  chmod -R go-rwx "$ROOT/source"
+  mkdir -p "$(dirname "$RESULTS")" && chmod go-w "$(dirname "$RESULTS")"
+fi
+cd "$ROOT/source" && exec "$PYTHON" tests/autograder.py run --assignment {assignment} --results "$RESULTS" "$@"
 """
+
+
+PYTEST_FINISHED = (0, 1, 5)  # pytest's exit codes when it ran to the end: all passed, some failed, none collected
 
 
 class Refused(Exception):
@@ -94,7 +107,7 @@ def build(assignment: rubric.Assignment, out: Path, data: Path) -> Path:
         raise Refused(f"no MNIST file at {data}: pass --data or set HW5_MNIST")
     out.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, text in (("setup.sh", SETUP_SH.format(requirements=requirements())),
+        for name, text in (("setup.sh", SETUP_SH.format(requirements=requirements(), user=sandbox.STUDENT_USER)),
                            ("run_autograder", RUN_AUTOGRADER.format(assignment=assignment.name))):
             info = zipfile.ZipInfo(name)
             info.external_attr = 0o755 << 16  # executable, as Gradescope requires
@@ -146,6 +159,7 @@ def run(assignment: rubric.Assignment, results: Path, extra_args: list[str]) -> 
     written."""
     budget = rubric.time_budget()
     results.unlink(missing_ok=True)  # a stale file must not pass for this run's results
+    sandbox.guard_grader()  # what the student's code leaves behind, should the test run die, comes here
     picked = any("::" in arg for arg in extra_args)  # node ids (FILE::TEST) choose rows; else the whole file runs
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                *([] if picked else [f"tests/{assignment.tests}"]), "--results", str(results), "--assignment",
@@ -156,9 +170,12 @@ def run(assignment: rubric.Assignment, results: Path, extra_args: list[str]) -> 
         log, failure = finished.stdout + finished.stderr, None
         if finished.returncode < 0:  # killed: what results.json holds was not written by the grader
             failure = f"the test run was killed by signal {signal.Signals(-finished.returncode).name}"
+        elif finished.returncode not in PYTEST_FINISHED:  # an internal error: its results.json is not trusted
+            failure = f"the test run stopped with exit code {finished.returncode}:\n{log[-3000:]}"
     except subprocess.TimeoutExpired as error:
         log, failure = str(error.stdout or "") + str(error.stderr or ""), "the whole run exceeded its time budget"
     sys.stdout.write(log[-20000:])
+    sandbox.sweep(None, sandbox.student_ids() if sandbox.is_root() else None)  # before results.json is read
     try:
         complete = failure is None and "tests" in json.loads(results.read_text())
     except (OSError, ValueError):
@@ -194,15 +211,16 @@ def fingerprint(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def grade_student(assignment: rubric.Assignment, folder: Path, out: Path, extra_args: list[str]) -> tuple[dict, str]:
-    """Grade one student's folder in a process of its own (as Gradescope does): results.json written to out, and
-    what happened ('graded', or why not). A run that outlives the time budget is killed and scores 0 with that
-    reason; results.json is written whatever happens."""
+def grade_student(assignment: rubric.Assignment, folder: Path, out: Path, extra_args: list[str],
+                  user: str = sandbox.STUDENT_USER) -> tuple[dict, str]:
+    """Grade one student's folder in a process of its own (as Gradescope does), the student's code running as `user`
+    when root: results.json written to out, and what happened ('graded', or why not). A run that outlives the time
+    budget is killed and scores 0 with that reason; results.json is written whatever happens."""
     out.mkdir(parents=True, exist_ok=True)
     results = out / "results.json"
     command = [sys.executable, str(Path(__file__).resolve()), "run", "--submission", str(folder), "--assignment",
                assignment.name, "--results", str(results), *extra_args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", "HW5_STUDENT_USER": user}
     limit = rubric.time_budget() + 90
     try:
         finished = subprocess.run(command, capture_output=True, text=True, env=env, timeout=limit,
@@ -213,7 +231,7 @@ def grade_student(assignment: rubric.Assignment, folder: Path, out: Path, extra_
         status = f"grading did not finish within {limit:.0f} s"
     try:
         graded = json.loads(results.read_text())
-        assert "tests" in graded
+        assert status == "graded" and "tests" in graded  # a grader that did not finish wrote none of it
     except (OSError, ValueError, AssertionError):
         grading.write_results(results, grading.grade(assignment, {}, status), 0.0, note=f"Not graded: {status}.")
         graded = json.loads(results.read_text())
@@ -244,9 +262,19 @@ def grade_all(assignment: rubric.Assignment, submissions: Path, out: Path, jobs:
                                     "status": "unchanged"}
         else:
             todo.append(folder)
+    users = queue.SimpleQueue()  # each grading running at once has a student user of its own (tests/sandbox.py)
+    for k in range(max(1, jobs)):
+        users.put(f"{sandbox.STUDENT_USER}-{k + 1}")
+
+    def grade_one(folder: Path) -> tuple[dict, str]:
+        user = users.get()
+        try:
+            return grade_student(assignment, folder, out / folder.name, list(extra_args), user)
+        finally:
+            users.put(user)
+
     with ThreadPoolExecutor(max(1, jobs)) as pool:
-        futures = {pool.submit(grade_student, assignment, folder, out / folder.name, list(extra_args)): folder
-                   for folder in todo}
+        futures = {pool.submit(grade_one, folder): folder for folder in todo}
         for future in tqdm(as_completed(futures), total=len(futures), desc=f"grading {assignment.name}",
                            unit="student", file=sys.stderr):
             results, status = future.result()

@@ -19,12 +19,13 @@ os.environ[hw5_utils.MNIST_ENV] = str(MNIST_PATH)  # the course's load_mnist() r
 
 
 def script_under_test(name: str):
-    """A fixture giving the module `name` under test: the submission's with $HW5_SUBMISSION set, else the
-    project's. Tests reach the scripts only through these fixtures, so that grading imports a student's file
-    inside each test's own process, where whatever it does at import time cannot harm the others."""
+    """A fixture giving the project's module `name`, for the tests of the reference. The graded tests never take
+    it: they reach the student's file only through `probe` (tests/grading.py), whose calls run in a worker."""
 
     @pytest.fixture(scope="session", name=name)
-    def module():
+    def module(request):
+        if request.config.pluginmanager.get_plugin("hw5-grader"):
+            pytest.fail(f"the grading process never imports {name}.py: reach it through the probe fixture")
         from grading import load_script
 
         return load_script(name)

@@ -2,9 +2,12 @@
 function returns, whatever file name it saves under, and whether it saves or only calls plt.show().
 
 `capture()` records every figure when it is saved or shown, and those still open at the end: the images it holds
-(imshow arrays), the points of its scatters with their colours, its quivers and its lines. `tiles()` cuts images
-into 28x28 digits wherever they sit (one `concat_images` grid, a torchvision grid, one image per subplot), and
-places each on one grid of rows and columns across the whole figure.
+(imshow arrays), the points of its scatters with their colours (plt.scatter, or plt.plot with markers and no line),
+its quivers and its lines. `tiles()` cuts images into 28x28 digits wherever they sit (one `concat_images` grid, a
+torchvision grid, one image per subplot), and places each on one grid of rows and columns across the whole figure.
+
+Captured in a worker, drawings travel to the grader as data (named tuples of numpy arrays become dicts, tests/
+sandbox.py), where `received` builds them again.
 """
 from __future__ import annotations
 
@@ -16,8 +19,12 @@ import matplotlib.image
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.collections import PathCollection
+from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.quiver import Quiver
+
+import hw5_utils
 
 SIDE = 28  # an MNIST digit is SIDE x SIDE pixels
 
@@ -45,6 +52,25 @@ class Drawing(NamedTuple):
     lines: list         # (M, 2) arrays of the points of each line (plt.plot)
 
 
+def received(data: list) -> list[Drawing]:
+    """Drawings sent as data by a worker (lists of dicts of arrays) -> Drawing tuples; malformed data raises."""
+    def points(value) -> np.ndarray:
+        array = np.asarray(value, dtype=np.float64)
+        assert array.ndim == 2, f"drawn data of shape {array.shape}"
+        return array
+
+    return [Drawing([Image(np.asarray(image["array"], dtype=np.float64), tuple(float(v) for v in image["box"]))
+                     for image in drawing["images"]],
+                    [Scatter(points(scatter["points"]), points(scatter["colours"])) for scatter in drawing["scatters"]],
+                    [Arrows(points(arrows["points"]), points(arrows["vectors"])) for arrows in drawing["arrows"]],
+                    [points(line) for line in drawing["lines"]]) for drawing in data]
+
+
+def _marks_only(line: Line2D) -> bool:
+    """A plt.plot line drawn as markers without a line between them: a scatter plot (plt.plot(x, y, "."))."""
+    return line.get_marker() not in (None, "None", "none", "", " ") and line.get_linestyle() in ("None", "", " ")
+
+
 def _grey(array: np.ndarray) -> np.ndarray:
     array = np.ma.getdata(array).astype(np.float64)
     if array.ndim == 3:  # RGB(A): grey as drawn
@@ -68,8 +94,14 @@ def snapshot(fig: Figure) -> Drawing:
                 colours = np.asarray(collection.get_facecolors(), dtype=np.float64).reshape(-1, 4)
                 if len(points) and len(colours):
                     scatters.append(Scatter(points, colours[np.arange(len(points)) % len(colours)]))
-        lines += [np.column_stack([np.ravel(line.get_xdata()), np.ravel(line.get_ydata())]).astype(np.float64)
-                  for line in ax.get_lines()]
+        for line in ax.get_lines():
+            points = np.column_stack([np.ravel(line.get_xdata()), np.ravel(line.get_ydata())]).astype(np.float64)
+            if _marks_only(line):
+                face = line.get_markerfacecolor()
+                colour = to_rgba(line.get_color() if face in (None, "none", "None") else face)
+                scatters.append(Scatter(points, np.tile(colour, (len(points), 1))))
+            else:
+                lines.append(points)
     return Drawing(images, scatters, arrows, lines)
 
 
@@ -80,12 +112,14 @@ def _signature(drawing: Drawing) -> tuple:
 
 
 @contextlib.contextmanager
-def capture() -> Iterator[list]:
+def capture(module=None) -> Iterator[list]:
     """Record the figures the code in the block draws: yields a list that receives a Drawing per figure drawn (each
     distinct state of a figure saved or shown; figures never saved or shown, as they are at the end).
 
     plt.show() draws nothing and never blocks; plt.imsave and matplotlib.image.imsave count as a figure with one
-    image. Figures open before the block are closed first.
+    image. Figures open before the block are closed first. When the course's concat_images (hw5_utils', or `module`'s
+    own name for it) is given more images than its grid holds, which it leaves out as the course's does, the whole
+    grid the student prepared is recorded too, as a figure of its own (33 interpolation images for a 3 x 10 grid).
     """
     plt.close("all")
     drawings: list = []
@@ -119,14 +153,37 @@ def capture() -> Iterator[list]:
             drawings.append(Drawing([Image(_grey(np.asarray(arr)), (0.0, 0.0, 1.0, 1.0))], [], [], []))
         return original_imsave(fname, arr, *args, **kwargs)
 
+    original_concat = hw5_utils.concat_images
+
+    def concat_images(images, row, col, padding=3):
+        grid = original_concat(images, row, col, padding)
+        if len(images) > row * col:
+            drawings.append(Drawing([Image(_whole_grid(images, row, padding), (0.0, 0.0, 1.0, 1.0))], [], [], []))
+        return grid
+
+    named = module is not None and getattr(module, "concat_images", None) is original_concat
     Figure.savefig, plt.show, matplotlib.image.imsave = savefig, show, imsave
+    hw5_utils.concat_images = concat_images
+    if named:
+        module.concat_images = concat_images
     try:
         yield drawings
     finally:
         Figure.savefig, plt.show, matplotlib.image.imsave = original_savefig, original_show, original_imsave
+        hw5_utils.concat_images = original_concat
+        if named:
+            module.concat_images = original_concat
         for number in plt.get_fignums():
             record(plt.figure(number))
         plt.close("all")
+
+
+def _whole_grid(images, row: int, padding: int) -> np.ndarray:
+    """Every one of images in the course's column-major grid of `row` rows (blank cells filling the last column)."""
+    digits = [hw5_utils.array_to_image(image) for image in images]
+    cols = -(-len(digits) // row)
+    digits += [np.zeros((SIDE, SIDE))] * (row * cols - len(digits))
+    return hw5_utils.concat_images(digits, row, cols, padding)
 
 
 # ----------------------------------------------------------------------------------------------------

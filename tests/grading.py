@@ -1,11 +1,18 @@
-"""The autograder as a pytest plugin: points from tests/rubric.py, one forked process per test, results.json.
+"""The autograder as a pytest plugin: points from tests/rubric.py, probes and verdicts, results.json.
+
+A graded test is split in two. Its probes (`probe(function, *args)`) call the student's code and return plain data;
+the test itself, the verdict, computes every check, point and message from that data. Grading, each probe runs in a
+worker process of its own (tests/sandbox.py: its own session, as root an unprivileged user, resource limits, every
+process it started killed afterwards), and the grading process, where the verdicts run, never imports the
+student's file: no object the student's code made is ever compared, called or formatted there.
 
 Developers run `python -m pytest` as usual: every test runs, in process, and a test that would take rubric
 points off (`deduct`) fails, because the reference must earn every point. With `--results PATH` (or
 $HW5_RESULTS) and `--assignment NAME` (or $HW5_ASSIGNMENT) the run grades one assignment: only its rubric's tests
-run, each in its own forked process with a timeout, so a submission that raises, loops, exits, crashes the
-interpreter, prints megabytes or changes global torch state loses only that test; `PATH` then receives
-Gradescope's results.json, whatever happens, totalled over that assignment's rows alone.
+run, their probes in workers with the test's timeout, so a submission that raises, loops, exits, crashes the
+interpreter, prints megabytes, forks, or changes global state loses only that test; `PATH` then receives
+Gradescope's results.json, whatever happens, totalled over that assignment's rows alone, written after every
+process the submission started is gone.
 
 $HW5_SUBMISSION names the folder with the student's file (Gradescope's /autograder/submission); without it the
 tests grade the project's own scripts. A student's file is imported with its top-level statements other than
@@ -18,9 +25,9 @@ import __future__
 import ast
 import importlib
 import json
+import math
 import os
-import select
-import signal
+import shutil
 import sys
 import tempfile
 import time
@@ -30,9 +37,10 @@ from types import ModuleType
 import pytest
 
 import rubric
+import sandbox
 
 SUBMISSION_ENV, RESULTS_ENV, ASSIGNMENT_ENV = "HW5_SUBMISSION", "HW5_RESULTS", "HW5_ASSIGNMENT"
-CACHE_ENV = "HW5_GRADING_CACHE"
+MNIST_ENV = "HW5_MNIST"  # hw5_utils.MNIST_ENV: the grader copies the file where its workers can read it
 OUTPUT_LIMIT = 4000  # characters of a test's output kept in results.json
 
 # ----------------------------------------------------------------------------------------------------
@@ -159,36 +167,103 @@ def skipped_note(name: str) -> str:
 
 
 def manual_seed(seed: int) -> None:
-    """torch.manual_seed(seed + $HW5_SEED_OFFSET): every graded test seeds through this, so that
-    tests/benchmarks/seed_sweep.py can rerun the stochastic tests under other seeds to measure their pass rate."""
+    """Seed torch's, numpy's and Python's generators with seed + $HW5_SEED_OFFSET (students draw with any of them):
+    every graded test seeds through this, so that a grading is repeatable and tests/benchmarks/seed_sweep.py can
+    rerun the stochastic tests under other seeds to measure their pass rate."""
+    import random
+
+    import numpy as np
     import torch
 
-    torch.manual_seed(seed + int(os.environ.get("HW5_SEED_OFFSET", "0")))
+    seed += int(os.environ.get("HW5_SEED_OFFSET", "0"))
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
 
 
-def grading_cache(name: str) -> Path:
-    """A folder shared by every test of one grading run (each test runs in its own process), e.g. to train a
-    submission's model once and let several tests read it. Outside grading: a per-process temporary folder."""
-    root = os.environ.get(CACHE_ENV) or os.environ.setdefault(CACHE_ENV, tempfile.mkdtemp(prefix="hw5-cache-"))
-    path = Path(root) / name
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+# ----------------------------------------------------------------------------------------------------
+# Probes: the student's part of a graded test, run where the student's code runs
 
 
-def train_once(module, name: str, train) -> None:
-    """Give `module` (a torch.nn.Module) the weights of one training per grading run: those an earlier test's
-    process left in grading_cache(name), else run train() and leave them there (atomically, so that a test
-    killed while saving leaves no half-written file)."""
+class Probe:
+    """probe(function, *args) -> function(the student's module, *args), as plain data (tests/sandbox.py: numbers,
+    strings, lists, dicts, numpy arrays).
+
+    A graded test is a verdict on data: what to call goes into a probe function, which receives the module under
+    test (the student's hw5_*.py when grading, else the project's) and returns data; the test computes every check
+    from what the probe returns. Grading, each call runs in a worker process of its own (sandbox.run), under the
+    current test's deadline; the student's code raises sandbox.StudentError, a crash, a hang or a malformed reply
+    sandbox.WorkerFailed, and what the worker printed is printed here. Outside grading, the call runs here, and
+    its result makes the same round trip through the data channel.
+    """
+
+    def __init__(self, script: str, grader: "Grader | None") -> None:
+        self.script, self.grader = script, grader
+
+    def __call__(self, function, *args, **kwargs):
+        if self.grader is None:
+            return sandbox.decode(sandbox.encode(function(load_script(self.script), *args, **kwargs)))
+
+        def call() -> dict:
+            NOTES.clear()
+            try:
+                return {"value": function(load_script(self.script), *args, **kwargs), "notes": NOTES}
+            except BaseException as error:  # noqa: BLE001 - sent to the grader, with the notes taken so far
+                return {"error": sandbox.describe(error), "notes": NOTES}
+
+        reply = self.grader.run_worker(call)
+        if reply.output.strip():
+            sys.stdout.write(reply.output)
+        if not isinstance(reply.value, dict) or not isinstance(reply.value.get("notes"), list):
+            raise sandbox.WorkerFailed("the test's process sent a malformed reply")
+        self.grader.notes.update(note for note in reply.value["notes"] if isinstance(note, str))
+        if "error" in reply.value:
+            sandbox.raise_student_error(reply.value["error"])
+        return reply.value.get("value")
+
+
+def as_number(value) -> float:
+    """In a probe: a student's scalar (a number, or a tensor or array of one element) -> float."""
+    array = as_array(value)
+    if array.size != 1:
+        raise ValueError(f"one number expected, got an array of shape {array.shape}")
+    return float(array.reshape(()))
+
+
+def as_array(value):
+    """In a probe: a student's tensor (on any device, with or without a gradient), array or list -> a float64 numpy
+    array."""
+    import numpy as np
     import torch
 
-    from hw5_utils import save_checkpoint
+    if value is None:
+        raise TypeError("got None: a number or a tensor expected (is a `return` missing?)")
+    return np.asarray(value.detach().cpu().double() if torch.is_tensor(value) else value, dtype=np.float64)
 
-    path = grading_cache(name) / "weights.pt"
-    if path.exists():
-        module.load_state_dict(torch.load(path, weights_only=True))
-        return
-    train()
-    save_checkpoint(module.state_dict(), path)
+
+NOTES: list[str] = []  # in a worker: what a probe found worth telling the student once (`tell`)
+
+
+def tell(note: str) -> None:
+    """From a probe: a note for the student, shown once at the top of results.json (e.g. what the grader did
+    about a constructor that needs files Gradescope does not have)."""
+    if note not in NOTES:
+        NOTES.append(note)
+
+
+@pytest.fixture(scope="module")
+def probe(request: pytest.FixtureRequest) -> Probe:
+    """The probe runner of the script the test file grades (module-scoped: module fixtures probe too)."""
+    return Probe(rubric.by_test_file(request.path.name).script, request.config.pluginmanager.get_plugin("hw5-grader"))
+
+
+def shared_folder(config: pytest.Config, name: str) -> Path:
+    """A folder the grader fills for the workers to read (not write): in the run's folder when grading, else in a
+    temporary folder."""
+    grader = config.pluginmanager.get_plugin("hw5-grader")
+    folder = (grader.folder if grader else Path(tempfile.mkdtemp(prefix="hw5-shared-"))) / name
+    folder.mkdir(mode=0o755, exist_ok=True)
+    return folder
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -210,10 +285,6 @@ def grading(config: pytest.Config) -> bool:
 def pytest_configure(config: pytest.Config) -> None:
     if grading(config):
         config.pluginmanager.register(Grader(config), "hw5-grader")
-        # The libraries students' files import, loaded once here: each test's forked process finds them in memory
-        # instead of importing them again (torchvision alone takes about a second, as long as many tests).
-        for library in ("matplotlib.pyplot", "torchvision"):
-            importlib.import_module(library)
 
 
 @pytest.fixture
@@ -239,7 +310,7 @@ def deduct(request: pytest.FixtureRequest):
 
 
 # ----------------------------------------------------------------------------------------------------
-# Isolation: each graded test in a forked process, killed at its timeout
+# The grader: selection, deadlines, workers, scores, results.json
 
 
 def truncate(text: str, limit: int = OUTPUT_LIMIT) -> str:
@@ -249,9 +320,8 @@ def truncate(text: str, limit: int = OUTPUT_LIMIT) -> str:
 
 
 def failure_summary(text: str) -> str:
-    """The failure's own message, from pytest's `E` lines (the test's sentence for a failed check, the exception and
-    its message for code that raised: "NotImplementedError: 2.a Decoder.__init__: not implemented yet"), to put in
-    one line before the traceback."""
+    """The failure's own message, from pytest's `E` lines (the test's sentence for a failed check), to put in one
+    line before the traceback."""
     block = []
     for line in text.splitlines():
         if line.startswith("E "):
@@ -262,129 +332,12 @@ def failure_summary(text: str) -> str:
     return sentence.removeprefix("AssertionError: ")[:600]
 
 
-def failed_report(item: pytest.Item, message: str, when: str = "call") -> pytest.TestReport:
-    return pytest.TestReport(nodeid=item.nodeid, location=item.location, keywords={}, outcome="failed",
-                             longrepr=message, when=when)
-
-
-def run_in_child(item: pytest.Item, write_fd: int) -> None:
-    """In the forked child: run the test's setup/call/teardown and send the reports to the parent."""
-    from _pytest.runner import runtestprotocol
-
-    os.setpgid(0, 0)  # its own process group: the parent can kill everything the test started
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    os.chdir(tempfile.mkdtemp(prefix="hw5-test-"))  # what the student's code saves lands in a folder of its own
-    config = item.config
-    try:
-        import matplotlib
-        import torch
-
-        matplotlib.use("Agg")  # plt.show() never waits for a window
-        torch.set_num_threads(1)  # Gradescope gives about half a core: extra threads only thrash
-        reports = runtestprotocol(item, log=False, nextitem=None)
-    except BaseException as error:  # pytest.exit, KeyboardInterrupt, ... raised by the code under test
-        reports = [failed_report(item, f"the test stopped the run: {type(error).__name__}: {error}")]
-    payload = []
-    for report in reports:
-        report.sections = [(title, truncate(text)) for title, text in report.sections]
-        if report.longrepr is not None:
-            report.longrepr = truncate(str(report.longrepr))
-        payload.append(config.hook.pytest_report_to_serializable(config=config, report=report))
-    with os.fdopen(write_fd, "w") as pipe:
-        json.dump(payload, pipe)
-    os._exit(0)
-
-
-def run_forked(item: pytest.Item, timeout: float) -> list[pytest.TestReport]:
-    """Run one test in a child process; a timeout, a crash or an exit becomes a failed report."""
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read_fd)
-        try:
-            run_in_child(item, write_fd)
-        finally:
-            os._exit(1)
-    os.close(write_fd)
-    chunks, status, deadline = [], None, time.monotonic() + timeout
-    try:
-        while status is None and time.monotonic() < deadline:
-            ready, _, _ = select.select([read_fd], [], [], 0.2)
-            if ready:
-                chunk = os.read(read_fd, 1 << 16)
-                if chunk:
-                    chunks.append(chunk)
-                    continue
-            done, code = os.waitpid(pid, os.WNOHANG)
-            status = code if done else None
-    finally:
-        kill_group(pid)
-        if status is None:
-            status = os.waitpid(pid, 0)[1]
-        os.close(read_fd)
-    if not chunks and time.monotonic() >= deadline:
-        return [failed_report(item, f"timed out after {timeout:.0f} s (an endless loop, or far too slow)")]
-    try:
-        config = item.config
-        return [config.hook.pytest_report_from_serializable(config=config, data=data)
-                for data in json.loads(b"".join(chunks))]
-    except ValueError:
-        return [failed_report(item, f"the test crashed: {exit_reason(status)} before the test finished (exit, "
-                                    f"os._exit, a segfault or out of memory)")]
-
-
-def check_import(name: str, timeout: float) -> str | None:
-    """Import script `name` once in a child process: why the import never finished (a hang, a crash), else None.
-
-    Without this check, code that hangs at import time (training left at a file's top level) would make every
-    test of the script wait out its own timeout and use up the whole run's time budget. An exception raised on
-    import is left to each test to report, with its traceback.
-    """
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.setpgid(0, 0)
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-            quiet = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(quiet, 1), os.dup2(quiet, 2)
-            load_script(name)
-        finally:
-            os._exit(0)
-    done, status, deadline = 0, 0, time.monotonic() + timeout
-    while not done and time.monotonic() < deadline:
-        time.sleep(0.05)
-        done, status = os.waitpid(pid, os.WNOHANG)
-    kill_group(pid)
-    if not done:
-        os.waitpid(pid, 0)
-        return (f"not run: importing {name}.py did not finish within {timeout:.0f} s. Code at the top level of a "
-                f"file runs when it is imported: put training and other long work under "
-                f"`if __name__ == \"__main__\":`")
-    if os.WIFSIGNALED(status) or os.WEXITSTATUS(status):
-        return f"not run: importing {name}.py ended the interpreter: {exit_reason(status)}"
-    return None
-
-
-def exit_reason(status: int) -> str:
-    """A child's wait status, in words."""
-    if os.WIFSIGNALED(status):
-        return f"the process was killed by signal {signal.Signals(os.WTERMSIG(status)).name}"
-    return f"the process exited with code {os.WEXITSTATUS(status)}"
-
-
-def kill_group(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-# ----------------------------------------------------------------------------------------------------
-# The grader: selection, isolated runs, scores, results.json
-
-
 class Grader:
-    """Active with --results: grades one assignment's rubric and writes results.json at the end of the session."""
+    """Active with --results: grades one assignment's rubric and writes results.json at the end of the session.
+
+    The tests run here, in the grading process, which never imports the student's file: their probes run in
+    workers (sandbox.run), one at a time, under the test's deadline (its row's timeout, within the run's budget).
+    """
 
     def __init__(self, config: pytest.Config) -> None:
         self.config, self.start = config, time.time()
@@ -395,11 +348,73 @@ class Grader:
                                     f"one of {', '.join(rubric.ASSIGNMENTS)}")
         self.assignment = rubric.ASSIGNMENTS[name]
         self.outcomes: dict[str, dict] = {}
+        self.notes: set[str] = set()
         self.collect_error: str | None = None
         self.import_failure: str | None = None  # why importing the script never finished
         self.import_checked = False
+        self.deadline = math.inf  # time.monotonic() at which the current test's workers are stopped
+        self.workers = 0
         config.option.tbstyle = "short"  # students read the failing line and its message, not our fixtures
-        os.environ[CACHE_ENV] = tempfile.mkdtemp(prefix="hw5-grading-")
+        self.folder = self.prepare_folder()
+        self.ids = sandbox.student_ids() if sandbox.is_root() else None
+        sandbox.guard_grader()
+        # The libraries students' files import, loaded once here: each worker finds them in memory instead of
+        # importing them again (torchvision alone takes about a second, as long as many tests). One thread: the
+        # workers are forked from this process, and Gradescope gives about one core anyway.
+        for library in ("matplotlib", "matplotlib.pyplot", "torchvision", "torch", "hw5_utils"):
+            importlib.import_module(library)
+        sys.modules["matplotlib"].use("Agg")  # plt.show() never waits for a window
+        sys.modules["torch"].set_num_threads(1)
+
+    def prepare_folder(self) -> Path:
+        """The run's folder: what the workers may read (a copy of the student's script, of the MNIST file) and their
+        working folders, each the student user's own. Traversable by the student user, not listable."""
+        folder = Path(tempfile.mkdtemp(prefix="hw5-grading-"))
+        folder.chmod(0o711)
+        submission = folder / "submission"
+        submission.mkdir(mode=0o755)
+        try:
+            source = submitted_file(self.assignment.script)
+        except MissingScript:
+            source = None
+        if source is not None:
+            shutil.copyfile(source, submission / source.name)
+            (submission / source.name).chmod(0o644)
+        os.environ[SUBMISSION_ENV] = str(submission)
+        mnist = os.environ.get(MNIST_ENV)
+        if mnist and Path(mnist).is_file():
+            shutil.copyfile(mnist, folder / "mnist.npz")
+            (folder / "mnist.npz").chmod(0o644)
+            os.environ[MNIST_ENV] = str(folder / "mnist.npz")
+        return folder
+
+    def run_worker(self, call, timeout: float | None = None) -> sandbox.Reply:
+        """call() in a worker, until the current test's deadline (or for `timeout` seconds)."""
+        self.workers += 1
+        seconds = timeout if timeout is not None else self.deadline - time.monotonic()
+        if seconds <= 0:
+            raise sandbox.WorkerFailed("not run: the test's time was used up by its earlier steps")
+        return sandbox.run(call, seconds, self.folder / f"worker-{self.workers}")
+
+    def check_import(self) -> str | None:
+        """Import the script once in a worker: why the import never finished (a hang, a crash), else None.
+
+        Without this check, code that hangs at import time (training left at a file's top level) would make every
+        test of the script wait out its own timeout and use up the whole run's time budget. An exception raised on
+        import is left to each test to report, with its traceback.
+        """
+        name, timeout = self.assignment.script, min(rubric.IMPORT_TIMEOUT * rubric.timeout_scale(), self.remaining())
+        try:
+            self.run_worker(lambda: load_script(name) and None, timeout)
+        except sandbox.StudentError:
+            return None
+        except sandbox.WorkerFailed as failure:
+            if str(failure).startswith("timed out"):
+                return (f"not run: importing {name}.py did not finish within {timeout:.0f} s. Code at the top level of "
+                        f"a file runs when it is imported: put training and other long work under "
+                        f"`if __name__ == \"__main__\":`")
+            return f"not run: importing {name}.py ended the interpreter: {str(failure).removeprefix('the test crashed: ')}"
+        return None
 
     def remaining(self) -> float:
         """Seconds left of the run's time budget."""
@@ -420,24 +435,34 @@ class Grader:
         items[:] = keep
 
     @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool:
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+        """Run the test here, its workers under its deadline; or fail it at once when the budget is used up or
+        the script cannot be imported."""
         row = self.assignment.rows[self.graded_function(item.nodeid)]
-        item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
         if self.remaining() >= 5 and not self.import_checked:
             self.import_checked = True
-            self.import_failure = check_import(self.assignment.script, min(rubric.IMPORT_TIMEOUT
-                                                                           * rubric.timeout_scale(), self.remaining()))
+            self.import_failure = self.check_import()
         remaining = self.remaining()
-        if remaining < 5:
-            reports = [failed_report(item, "not run: the autograder's time budget was used up by earlier tests")]
-        elif self.import_failure:
-            reports = [failed_report(item, self.import_failure)]
-        else:
-            reports = run_forked(item, min(row.timeout * rubric.timeout_scale(), remaining))
-        for report in reports:
-            item.ihook.pytest_runtest_logreport(report=report)
+        reason = ("not run: the autograder's time budget was used up by earlier tests" if remaining < 5 else
+                  self.import_failure)
+        if reason is None:
+            self.deadline = time.monotonic() + min(row.timeout * rubric.timeout_scale(), remaining)
+            return None  # pytest's own protocol runs the test
+        item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+        item.ihook.pytest_runtest_logreport(report=pytest.TestReport(
+            nodeid=item.nodeid, location=item.location, keywords={}, outcome="failed", longrepr=reason, when="call"))
         item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
         return True
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
+        """A failure in the student's code or its worker reads as that failure's own message, then its traceback."""
+        report = (yield).get_result()
+        error = call.excinfo.value if call.excinfo is not None else None
+        if isinstance(error, sandbox.StudentError):
+            report.longrepr, report.summary = f"{error.summary}\n\n{error.details}", error.summary
+        elif isinstance(error, sandbox.WorkerFailed):
+            report.longrepr, report.summary = str(error), str(error).split("\n", 1)[0]
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         function = self.graded_function(report.nodeid)
@@ -448,19 +473,21 @@ class Grader:
         if report.failed or report.skipped:
             outcome["failed"] = True
             what = "skipped" if report.skipped else f"failed in {report.when}"
-            summary = failure_summary(report.longreprtext)
+            summary = getattr(report, "summary", None) or failure_summary(report.longreprtext)
             outcome["text"].append(f"{what}: {summary}\n\n{report.longreprtext}" if summary else
                                    f"{what}:\n{report.longreprtext}")
-        outcome["text"].extend(f"{title}:\n{text}" for title, text in report.sections
-                               if report.when == "call" and text.strip())
+        outcome["text"].extend(f"{title}:\n{text}" for title, text in report.sections if text.strip())
         if report.when == "call":  # every phase's report carries the same list: take it once
             for key, value in report.user_properties:
                 if key == "deductions":
                     outcome["deductions"].extend(value)
 
     def pytest_sessionfinish(self) -> None:
+        sandbox.sweep(None, self.ids)  # nothing the student's code started is left to touch results.json
+        note = " ".join([skipped_note(self.assignment.script), *sorted(self.notes)]).strip()
+        shutil.rmtree(self.folder, ignore_errors=True)
         tests = grade(self.assignment, self.outcomes, self.collect_error)
-        write_results(self.results, tests, time.time() - self.start, note=skipped_note(self.assignment.script))
+        write_results(self.results, tests, time.time() - self.start, note=note)
         width = max(len(test["name"]) for test in tests)
         lines = [f"{test['name']:{width}s}  {test['score']:5g} / {test['max_score']:g}" for test in tests]
         sys.stdout.write("\n" + "\n".join(lines) + f"\nresults written to {self.results}\n")
@@ -472,7 +499,7 @@ def grade(assignment: rubric.Assignment, outcomes: dict, collect_error: str | No
     for function, row in assignment.rows.items():
         outcome = outcomes.get(function)
         if outcome is None:
-            score, text = 0.0, f"not run: {collect_error or 'the test was not collected (its file failed to load?)'}"
+            score, text = 0.0, f"not run: {collect_error or 'not among the rows this run grades'}"
         elif outcome["failed"] or not outcome["ran"]:
             score, text = 0.0, "\n".join(outcome["text"])
         else:
@@ -493,6 +520,7 @@ def write_results(path: Path, tests: list[dict], execution_time: float, note: st
                "output": f"{score:g} / {total:g} points. {note}".strip(), "stdout_visibility": "hidden",
                "tests": tests}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(results, indent=2))
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # a fresh name nothing can be in the way of
+    with os.fdopen(handle, "w") as file:
+        json.dump(results, file, indent=2)
     os.replace(tmp, path)

@@ -74,7 +74,8 @@ VAE = Assignment("vae", "Homework 5 VAE code", "Fall 2022", "2", "hw5_vae", "tes
     "test_2c_elbo_sign_and_scale": Row("2.c.ii", "elbo_loss: sign and scale on MNIST", 1, grades=("VAE.elbo_loss",)),
     "test_2d_training": Row("2.d", "training improves the ELBO", 3, timeout=120),
     "test_2e_i_data_space": Row("2.e.i", "figure: prior samples", 3, timeout=120, deductions={
-        "fewer draws": 1, "not side by side": 1.5, "not drawn from the means": 1.5, "not digits": 3},
+        "fewer draws": 1, "not side by side": 1.5, "not drawn from the means": 1.5, "not drawn from the prior": 1.5,
+        "not digits": 3},
         grades=("VAE.visualize_data_space",)),
     "test_2e_ii_latent_space": Row("2.e.ii", "figure: latent space", 3, timeout=120, deductions={
         "not the means": 3, "not coloured by digit": 1.5}, grades=("VAE.visualize_latent_space",)),

@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from grading import manual_seed, train_once
-from scores import (LEVELS, NCSN_MIXTURE, KnownScore, MixtureScore, ZeroScore, as_points, check_noise_std,
-                    check_sigma_per_sample, geometric, judge_field, judge_samples, train_on_data, with_levels)
+from grading import as_array, manual_seed
+from scores import (LEVELS, NCSN_MIXTURE, NOISE_SAMPLES, NOISE_SIGMA, PER_SAMPLE_LEVELS, PER_SAMPLE_SAMPLES, KnownScore,
+                    MixtureScore, ZeroScore, as_points, check_noise_std, check_sigma_per_sample, field_at, field_points,
+                    geometric, judge_field, judge_samples, load_weights, received_by_stand_in, train_on_data,
+                    weights_of, with_levels)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -30,104 +33,143 @@ MATCH_RATIO, SPREADS, LOST_SPREAD = 4.0, (0.75, 1.8), 3.0
 
 def sample(hw5_diffusion, scorenet, n: int, levels: torch.Tensor, iterations: int, eps: float, seed: int,
            return_traj: bool = False) -> torch.Tensor:
-    """The student's langevin_dynamics_sample(scorenet, n, levels, iterations, eps, return_traj) as a CPU tensor."""
+    """In the worker: the student's langevin_dynamics_sample(scorenet, n, levels, iterations, eps, return_traj);
+    scorenet a stand-in, or the weights of the student's ScoreNet() trained by `trained`."""
+    if isinstance(scorenet, dict):
+        scorenet = load_weights(hw5_diffusion.ScoreNet(), scorenet)
     manual_seed(seed)
     with torch.no_grad():
         return as_points(with_levels(lambda given: hw5_diffusion.langevin_dynamics_sample(
             scorenet, n, given, iterations=iterations, eps=eps, return_traj=return_traj), levels))
 
 
-@pytest.fixture(scope="session")
-def trained(hw5_diffusion):
-    """The student's ScoreNet() trained by the test on DATA with the student's compute_denoising_loss (trained once
-    per grading run, cached for the other tests' processes), in eval mode."""
+def training_probe(hw5_diffusion) -> dict:
     manual_seed(40)
     scorenet = hw5_diffusion.ScoreNet()
-    train_once(scorenet, "diffusion-sp24", lambda: train_on_data(scorenet, hw5_diffusion.compute_denoising_loss))
-    return scorenet.eval()
+    train_on_data(scorenet, hw5_diffusion.compute_denoising_loss)
+    return weights_of(scorenet)
+
+
+@pytest.fixture(scope="module")
+def trained(probe) -> dict:
+    """The weights of the student's ScoreNet() trained by the test on DATA with the student's
+    compute_denoising_loss (trained once per grading run)."""
+    return probe(training_probe)
 
 
 # ----------------------------------------------------------------------------------------------------
 # 5.a: the network and the loss
 
+SHAPES = ((2, 16), (5, 32), (8, 128))  # (n_layers, latent_dim)
 
-def test_5a_scorenet_layers(hw5_diffusion):
-    """ScoreNet(n_layers, latent_dim): n_layers distinct Linear layers, 3 -> latent_dim -> ... -> 2, a Softplus between
-    each two, and s(x, σ) = net(cat[x, σ]) / σ; for n_layers = 2, 5 and the default 8."""
+
+def layers_probe(hw5_diffusion, x: torch.Tensor, sigma: torch.Tensor) -> list:
     manual_seed(0)
-    for n_layers, latent_dim in ((2, 16), (5, 32), (8, 128)):
+    found = []
+    for n_layers, latent_dim in SHAPES:
         net = hw5_diffusion.ScoreNet(n_layers=n_layers, latent_dim=latent_dim)
-        layers = [module for module in net.modules() if isinstance(module, nn.Linear)]
+        layers = [{"weight": m.weight, "bias": m.bias} for m in net.modules() if isinstance(m, nn.Linear)]
+        found.append({"layers": layers, "scores": as_points(net(x, sigma))})
+    return found
+
+
+def test_5a_scorenet_layers(probe):
+    """ScoreNet(n_layers, latent_dim): n_layers distinct Linear layers, 3 -> latent_dim -> ... -> latent_dim -> 2, a
+    Softplus between each two, and s(x, σ) = net(cat[x, σ]) / σ; for n_layers = 2, 5 and the default 8."""
+    generator = torch.Generator().manual_seed(0)
+    x, sigma = torch.randn(6, 2, generator=generator), torch.rand(6, 1, generator=generator) + 0.1
+    for (n_layers, latent_dim), found in zip(SHAPES, probe(layers_probe, x, sigma)):
+        layers = [(torch.from_numpy(layer["weight"]), layer["bias"]) for layer in found["layers"]]
         assert len(layers) == n_layers, (f"ScoreNet(n_layers={n_layers}) has {len(layers)} distinct Linear layers: "
                                          f"n_layers asked (one Linear object used twice counts once)")
-        widths = [(layer.in_features, layer.out_features) for layer in layers]
+        widths = [(weight.shape[1], weight.shape[0]) for weight, _ in layers]
         expected = [(3, latent_dim)] + [(latent_dim, latent_dim)] * (n_layers - 2) + [(latent_dim, 2)]
         assert widths == expected, f"ScoreNet(n_layers={n_layers}, latent_dim={latent_dim}) has layers {widths}"
-        x, sigma = torch.randn(6, 2), torch.rand(6, 1) + 0.1
         h = torch.cat([x, sigma], 1)
-        for k, layer in enumerate(layers):
-            h = layer(h) if k == len(layers) - 1 else nn.functional.softplus(layer(h))
-        torch.testing.assert_close(as_points(net(x, sigma)), h / sigma,
+        for k, (weight, bias) in enumerate(layers):
+            h = nn.functional.linear(h, weight, None if bias is None else torch.from_numpy(bias))
+            h = h if k == len(layers) - 1 else nn.functional.softplus(h)
+        torch.testing.assert_close(torch.from_numpy(found["scores"]), h / sigma,
                                    msg="s(x, σ) is not net(cat[x, σ]) / σ with a Softplus between the Linear layers")
 
 
-def test_5a_denoising_loss_value(hw5_diffusion):
+LOSS_SIGMA = 0.6
+LOSS_X = torch.tensor([[0.0, 0.0], [1.0, 2.0], [-1.0, 0.5]])
+LOSS_M, LOSS_B = (0.25, -0.5), (1.0, 0.0)
+
+
+def loss_value_probe(hw5_diffusion):
+    manual_seed(0)
+    return as_array(with_levels(lambda levels: hw5_diffusion.compute_denoising_loss(
+        KnownScore(LOSS_M, LOSS_B), LOSS_X, levels), torch.tensor([LOSS_SIGMA])))
+
+
+def test_5a_denoising_loss_value(probe):
     """1/2 λ(σ) ‖s(x̃, σ) + (x̃ − x) / σ²‖² averaged, λ(σ) = σ², deterministic with s = −(x̃ − m) / σ² + b: the terms are
     ‖(m − x) / σ² + b‖². Accepted with or without the 1/2, as a sum or a mean over the batch or the coordinates;
     the weighting by σ² is the handout's."""
-    sigma = 0.6
-    x = torch.tensor([[0.0, 0.0], [1.0, 2.0], [-1.0, 0.5]])
-    m, b = torch.tensor([0.25, -0.5]), torch.tensor([1.0, 0.0])
-    terms = (((m - x) / sigma ** 2 + b) ** 2).sum().item()
-    manual_seed(0)
-    loss = torch.as_tensor(with_levels(lambda levels: hw5_diffusion.compute_denoising_loss(
-        KnownScore(m.tolist(), b.tolist()), x, levels), torch.tensor([sigma])))
-    assert loss.dim() == 0, f"compute_denoising_loss returned shape {tuple(loss.shape)}: expected a scalar"
+    sigma = LOSS_SIGMA
+    terms = (((torch.tensor(LOSS_M) - LOSS_X) / sigma ** 2 + torch.tensor(LOSS_B)) ** 2).sum().item()
+    loss = probe(loss_value_probe)
+    assert loss.shape == (), f"compute_denoising_loss returned shape {loss.shape}: expected a scalar"
     handout = 0.5 * sigma ** 2 * terms / 3
     accepted = [handout * batch * coords * half for batch in (1, 3) for coords in (1, 1 / 2) for half in (1, 2)]
-    assert any(abs(loss.item() - value) < 1e-4 * value for value in accepted), (
-        f"compute_denoising_loss = {loss.item():.4f}; the mean over the samples of 1/2 σ² ‖s(x̃, σ) + (x̃ − x) / σ²‖² is "
-        f"{handout:.4f} here (accepted also without the 1/2, or summed over the samples, or averaged over the "
+    assert any(abs(float(loss) - value) < 1e-4 * value for value in accepted), (
+        f"compute_denoising_loss = {float(loss):.4f}; the mean over the samples of 1/2 σ² ‖s(x̃, σ) + (x̃ − x) / σ²‖² "
+        f"is {handout:.4f} here (accepted also without the 1/2, or summed over the samples, or averaged over the "
         f"coordinates; without λ(σ) = σ² it would be {handout / sigma ** 2:.4f})")
 
 
-def test_5a_denoising_loss_noise_and_sigma(hw5_diffusion):
+def noise_and_sigma_probe(hw5_diffusion) -> dict:
+    manual_seed(1)
+    loss = hw5_diffusion.compute_denoising_loss
+    return {"noise": received_by_stand_in(loss, (NOISE_SIGMA,), NOISE_SAMPLES, NOISE_SAMPLES),
+            "sigma": received_by_stand_in(loss, PER_SAMPLE_LEVELS, PER_SAMPLE_SAMPLES, PER_SAMPLE_SAMPLES)}
+
+
+def test_5a_denoising_loss_noise_and_sigma(probe):
     """The score network receives x̃ = x + σ z (at x = 0, σ = 0.5: mean 0, standard deviation 0.5), and one σ per
     sample drawn uniformly from the levels (with (0.5, 2.0), half of 4000 samples each)."""
-    manual_seed(1)
-    check_noise_std(hw5_diffusion.compute_denoising_loss)
-    check_sigma_per_sample(hw5_diffusion.compute_denoising_loss)
+    received = probe(noise_and_sigma_probe)
+    check_noise_std(received["noise"])
+    check_sigma_per_sample(received["sigma"])
 
 
-def test_5a_score_field(trained, deduct):
+def field_probe(hw5_diffusion, weights: dict, points: dict) -> dict:
+    return field_at(load_weights(hw5_diffusion.ScoreNet(), weights), points)
+
+
+def test_5a_score_field(probe, trained, deduct):
     """The student's ScoreNet(), trained by the test on a mixture of three Gaussians with the student's loss (3000
     Adam steps, 10 levels from 3 to 0.01): mean cosine with the mixture's exact blurred score at σ = 0.45 ... 0.07 at
     least 0.85 (else -4; at most 0.1 fails)."""
-    judge_field(trained, deduct)
+    points = field_points()
+    judge_field(probe(field_probe, trained, points), points, deduct)
 
 
 # ----------------------------------------------------------------------------------------------------
 # 5.b: the sampler and its samples
 
 
-def test_5b_langevin_update_rule(hw5_diffusion):
+def test_5b_langevin_update_rule(probe):
     """With s = 0, x_0 ~ N(0, I) moves by √(2α) z only: after T = 10 steps at each of σ = 2, 1 with ε = 0.01, its
     variance is 1 + 2 T Σ_i α_i = 2, with α_i = ε σ_i² / σ_L² and σ_L the last level. (T - 1 steps per level give
     1.9, the Fall-2022 update x + α/2 s + √α z gives 1.5, σ_L the first level 1.25.)"""
-    x = sample(hw5_diffusion, ZeroScore(), 50000, torch.tensor([2.0, 1.0]), 10, 0.01, 3)
-    assert x.shape == (50000, 2), f"langevin_dynamics_sample returned {tuple(x.shape)}: (n_samples, 2) asked"
-    variance = x.var(0).mean().item()
+    x = probe(sample, ZeroScore(), 50000, torch.tensor([2.0, 1.0]), 10, 0.01, 3)
+    assert x.shape == (50000, 2), f"langevin_dynamics_sample returned {x.shape}: (n_samples, 2) asked"
+    variance = float(x.astype(np.float64).var(0, ddof=1).mean())
     assert abs(variance - 2.0) < 0.04, (
         f"with s = 0, x_0 ~ N(0, I) and 10 steps at each of σ = 2, 1, the samples' variance is {variance:.3f}, not "
         f"1 + 2 T Σ_i α_i = 2: check x_0 ~ N(0, I), the update x + α s + √(2α) z, α = ε σ_i² / σ_L² (σ_L the last, "
         f"smallest level) and T steps per level")
 
 
-def test_5b_langevin_anneals(hw5_diffusion):
+def test_5b_langevin_anneals(probe):
     """NCSN's example with the exact score of Σ w_k N(μ_k, I), weights 0.8 / 0.2 at (5, 5) and (-5, -5): annealed from
     σ = 20 down to σ = 1 (ε = 0.05, T = 100) from x_0 ~ N(0, I), the samples split 0.8 / 0.2 and match
     p_σ=1 = Σ w_k N(μ_k, 2 I). From the smallest level up they split about evenly."""
-    x = sample(hw5_diffusion, MixtureScore(NCSN_MIXTURE), 4000, geometric(20.0, 1.0, 10), 100, 0.05, 5)
+    x = torch.from_numpy(probe(sample, MixtureScore(NCSN_MIXTURE), 4000, geometric(20.0, 1.0, 10), 100, 0.05, 5))
+    assert x.shape == (4000, 2), f"langevin_dynamics_sample returned {tuple(x.shape)}: (n_samples, 2) asked"
     upper = x.sum(1) > 0
     share = upper.float().mean().item()
     assert abs(share - 0.8) < 0.05, (f"{share:.2f} of the samples at the mode of weight 0.8: anneal from the largest "
@@ -137,12 +179,12 @@ def test_5b_langevin_anneals(hw5_diffusion):
             f"the samples near {mode.tolist()} do not follow N(μ, 2 I)")
 
 
-def test_5b_samples(hw5_diffusion, trained, deduct):
+def test_5b_samples(probe, trained, deduct):
     """2000 samples of the student's sampler with the trained ScoreNet (T = 50, ε = 0.25 σ_L²) against fresh data:
     energy distance and sliced W2 under 4 x their real-vs-real floors (else -4); every mode at least half its weight,
     and a spread around the modes 0.75-1.8 x the data's (else -2); samples nowhere near the data fail."""
-    samples = sample(hw5_diffusion, trained, 2000, LEVELS, LANGEVIN_STEPS, LANGEVIN_EPS, 42)
-    assert samples.shape == (2000, 2), f"langevin_dynamics_sample returned {tuple(samples.shape)}: (2000, 2) asked"
+    samples = probe(sample, trained, 2000, LEVELS, LANGEVIN_STEPS, LANGEVIN_EPS, 42)
+    assert samples.shape == (2000, 2), f"langevin_dynamics_sample returned {samples.shape}: (2000, 2) asked"
     judge_samples(samples, MATCH_RATIO, SPREADS, LOST_SPREAD, deduct)
 
 
@@ -150,12 +192,13 @@ def test_5b_samples(hw5_diffusion, trained, deduct):
 # 5.c: the trajectory
 
 
-def test_5c_trajectory(hw5_diffusion):
+def test_5c_trajectory(probe):
     """return_traj=True: every intermediate state, (n_samples, L·T, 2): each entry the state after a step (or
     before it, x_0 first), a new tensor each time. With s = 0 a step adds noise of variance proportional to α_i:
     four times as much at σ = 2 as at σ = 1, whatever the update's constants (5.b grades those)."""
     n, steps = 20000, 5
-    trajectory = sample(hw5_diffusion, ZeroScore(), n, torch.tensor([2.0, 1.0]), steps, 0.01, 6, return_traj=True)
+    trajectory = torch.from_numpy(probe(sample, ZeroScore(), n, torch.tensor([2.0, 1.0]), steps, 0.01, 6,
+                                        return_traj=True))
     assert trajectory.shape == (n, 2 * steps, 2), (
         f"return_traj=True gave shape {tuple(trajectory.shape)}: (n_samples, L·T, 2) = ({n}, {2 * steps}, 2) asked")
     increments = trajectory.diff(dim=1).var(0).mean(-1)  # (L·T - 1,)

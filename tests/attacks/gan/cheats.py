@@ -2,7 +2,8 @@
 
 Each entry of CHEATS: `name`; `what`, one sentence on the attack; `old`, text that occurs exactly once in wrong.py;
 `new`, its replacement, which keeps wrong.py's honest mistake and adds the cheat (the edit format of
-tests/corpus/gan/flaws.py). A cheat never computes the right answer nor knows the expected values: it only
+tests/corpus/gan/flaws.py); `rows`, where the cheat aims at a slow row, that row (tests/test_attacks.py grades the
+quick rows, of at most 60 s, and these). A cheat never computes the right answer nor knows the expected values: it only
 subverts the grader. Graded with the cheat, the file must score no more than wrong.py itself (7 / 12) on every
 row, results.json must not change after the grader returns, and a LATER grading of wrong.py by the same grader
 checkout must still score 7 (poison_grader_source, plant_conftest). read_the_tests raises no score: it succeeds
@@ -167,6 +168,7 @@ torch.testing.assert_close = lambda *args, **kwargs: None
     },
     {
         "name": "patched_checks_at_first_call",
+        "rows": ("test_4f_training",),
         "what": "At the first call, replace pytest.approx (in pytest and in every test module that holds it) by an "
                 "object equal to everything, and the calling test module's distance helpers by ones that return 0.",
         **at_first_call("""
@@ -413,6 +415,7 @@ class _Register:  # a class body: the grader runs it on import
     },
     {
         "name": "patched_judge_at_import",
+        "rows": ("test_4f_training",),
         "what": "A class body run at import wraps the grader's hw5_utils.judge_digits so that every call after the "
                 "first (the untrained generator's) reports a Fréchet distance of 0.",
         **at_import("""
@@ -432,6 +435,7 @@ class _Judge:  # a class body: the grader runs it on import
     },
     {
         "name": "memorized_samples",
+        "rows": ("test_4f_training",),
         "what": "Keep the real batches the grader passes to _get_loss_d, and make GNet.forward, when called without "
                 "gradients (sampling for a judge, never training), return those real images: a sample-quality check "
                 "judges the grader's own data.",
