@@ -216,7 +216,7 @@ class Probe:
             sys.stdout.write(reply.output)
         if not isinstance(reply.value, dict) or not isinstance(reply.value.get("notes"), list):
             raise sandbox.WorkerFailed("the test's process sent a malformed reply")
-        self.grader.notes.update(note for note in reply.value["notes"] if isinstance(note, str))
+        self.grader.notes.update(note[:NOTE_LIMIT] for note in reply.value["notes"][:3] if isinstance(note, str))
         if "error" in reply.value:
             sandbox.raise_student_error(reply.value["error"])
         return reply.value.get("value")
@@ -242,6 +242,7 @@ def as_array(value):
 
 
 NOTES: list[str] = []  # in a worker: what a probe found worth telling the student once (`tell`)
+NOTE_LIMIT = 500        # characters of a note kept (a probe sends 3 at most)
 
 
 def tell(note: str) -> None:

@@ -131,10 +131,10 @@ def test_4a_denoising_loss_value(probe):
     """L = Σ_x ‖s(x̃, σ) + (x̃ − x) / σ²‖², deterministic with s = −(x̃ − m) / σ² + b: the terms are ‖(m − x) / σ² + b‖².
     Any of the usual constants on it is accepted: a mean over the batch, a mean over the 2 coordinates, a 1/2, and
     the σ² weighting (NCSN's λ)."""
-    sigma, n = LOSS_SIGMA, COURSE_POINTS
-    handout = (((torch.tensor(LOSS_M) - LOSS_X) / sigma ** 2 + torch.tensor(LOSS_B)) ** 2).sum().item()
     loss = probe(loss_value_probe)
     assert loss.shape == (), f"denoising_loss returned shape {loss.shape}: expected a scalar"
+    sigma, n = LOSS_SIGMA, COURSE_POINTS
+    handout = (((torch.tensor(LOSS_M) - LOSS_X) / sigma ** 2 + torch.tensor(LOSS_B)) ** 2).sum().item()
     accepted = [handout * batch * coords * half * weight for batch in (1, 1 / n) for coords in (1, 1 / 2)
                 for half in (1, 1 / 2) for weight in (1, sigma ** 2)]
     assert any(abs(float(loss) - value) < 1e-4 * value for value in accepted), (

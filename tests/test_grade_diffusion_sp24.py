@@ -108,10 +108,10 @@ def test_5a_denoising_loss_value(probe):
     """1/2 λ(σ) ‖s(x̃, σ) + (x̃ − x) / σ²‖² averaged, λ(σ) = σ², deterministic with s = −(x̃ − m) / σ² + b: the terms are
     ‖(m − x) / σ² + b‖². Accepted with or without the 1/2, as a sum or a mean over the batch or the coordinates;
     the weighting by σ² is the handout's."""
-    sigma = LOSS_SIGMA
-    terms = (((torch.tensor(LOSS_M) - LOSS_X) / sigma ** 2 + torch.tensor(LOSS_B)) ** 2).sum().item()
     loss = probe(loss_value_probe)
     assert loss.shape == (), f"compute_denoising_loss returned shape {loss.shape}: expected a scalar"
+    sigma = LOSS_SIGMA
+    terms = (((torch.tensor(LOSS_M) - LOSS_X) / sigma ** 2 + torch.tensor(LOSS_B)) ** 2).sum().item()
     handout = 0.5 * sigma ** 2 * terms / 3
     accepted = [handout * batch * coords * half for batch in (1, 3) for coords in (1, 1 / 2) for half in (1, 2)]
     assert any(abs(float(loss) - value) < 1e-4 * value for value in accepted), (

@@ -86,27 +86,27 @@ def gradescope_stand_ins(args: argparse.Namespace, mnist: Path):
              f"load_mnist from hw5_utils instead of keeping the course's download in your file.")
         return local
 
-    def retrieve(url, filename=None, *args, **kwargs):
+    def retrieve(url, filename=None, *rest, **options):
         local = served(url)
         if local is None:
-            return urlretrieve(url, filename, *args, **kwargs)
+            return urlretrieve(url, filename, *rest, **options)
         shutil.copyfile(local, filename or local.name)
         return filename or local.name, None
 
-    def open_url(url, *args, **kwargs):
+    def open_url(url, *rest, **options):
         local = served(url)
-        return urlopen(url, *args, **kwargs) if local is None else open(local, "rb")
+        return urlopen(url, *rest, **options) if local is None else open(local, "rb")
 
-    def skipping_load(f, *args, **kwargs):
+    def skipping_load(f, *rest, **options):
         if isinstance(f, (str, os.PathLike)) and Path(f).name in weights and not Path(f).exists():
             tell(f"VAE(args) loads {args.e_path} and {args.d_path} whatever args.resume_training says, and no "
                  f"submission has them: the grader skipped the load. Load saved weights only when "
                  f"args.resume_training is set.")
             return SkippedWeights()
-        return load(f, *args, **kwargs)
+        return load(f, *rest, **options)
 
-    def keeping_skipped(self, state_dict, *args, **kwargs):
-        return None if isinstance(state_dict, SkippedWeights) else load_state_dict(self, state_dict, *args, **kwargs)
+    def keeping_skipped(self, state_dict, *rest, **options):
+        return None if isinstance(state_dict, SkippedWeights) else load_state_dict(self, state_dict, *rest, **options)
 
     urllib.request.urlretrieve, urllib.request.urlopen, torch.load = retrieve, open_url, skipping_load
     nn.Module.load_state_dict = keeping_skipped
@@ -377,10 +377,10 @@ def test_2c_elbo_loss(probe, mnist):
     sigma_square = torch.rand(BATCH, 2, generator=generator) + 0.2
     x = torch.bernoulli(torch.rand(BATCH, 784, generator=generator), generator=generator)
     p = torch.rand(BATCH, 784, generator=generator) * 0.9 + 0.05
-    per_image = (Bernoulli(probs=p).log_prob(x).sum(1) + Normal(0.0, 1.0).log_prob(z).sum(1)
-                 - Normal(mu, sigma_square.sqrt()).log_prob(z).sum(1))
     elbo = probe(elbo_probe, mnist, z, mu, sigma_square, x, p)
     assert elbo.shape == (), f"elbo_loss returned shape {elbo.shape}: expected a scalar"
+    per_image = (Bernoulli(probs=p).log_prob(x).sum(1) + Normal(0.0, 1.0).log_prob(z).sum(1)
+                 - Normal(mu, sigma_square.sqrt()).log_prob(z).sum(1))
     mean, total = per_image.mean().item(), per_image.sum().item()
     assert any(abs(float(elbo) - value) < 1e-3 * abs(value) + 1e-3 for value in (mean, total)), (
         f"elbo_loss = {float(elbo):.3f}; log p(x|z) + log p(z) - log q(z|x) is {mean:.3f} averaged over the batch "
