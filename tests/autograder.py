@@ -32,7 +32,6 @@ import csv
 import hashlib
 import json
 import os
-import queue
 import re
 import signal
 import subprocess
@@ -212,15 +211,16 @@ def fingerprint(folder: Path) -> str:
 
 
 def grade_student(assignment: rubric.Assignment, folder: Path, out: Path, extra_args: list[str],
-                  user: str = sandbox.STUDENT_USER) -> tuple[dict, str]:
-    """Grade one student's folder in a process of its own (as Gradescope does), the student's code running as `user`
-    when root: results.json written to out, and what happened ('graded', or why not). A run that outlives the time
-    budget is killed and scores 0 with that reason; results.json is written whatever happens."""
+                  user: dict | None = None) -> tuple[dict, str]:
+    """Grade one student's folder in a process of its own (as Gradescope does), with `user` in its environment (the
+    student user it runs the code as, when root: sandbox.StudentUsers): results.json written to out, and what
+    happened ('graded', or why not). A run that outlives the time budget is killed and scores 0 with that reason;
+    results.json is written whatever happens."""
     out.mkdir(parents=True, exist_ok=True)
     results = out / "results.json"
     command = [sys.executable, str(Path(__file__).resolve()), "run", "--submission", str(folder), "--assignment",
                assignment.name, "--results", str(results), *extra_args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", "HW5_STUDENT_USER": user}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", **(user or {})}
     limit = rubric.time_budget() + 90
     try:
         finished = subprocess.run(command, capture_output=True, text=True, env=env, timeout=limit,
@@ -262,16 +262,11 @@ def grade_all(assignment: rubric.Assignment, submissions: Path, out: Path, jobs:
                                     "status": "unchanged"}
         else:
             todo.append(folder)
-    users = queue.SimpleQueue()  # each grading running at once has a student user of its own (tests/sandbox.py)
-    for k in range(max(1, jobs)):
-        users.put(f"{sandbox.STUDENT_USER}-{k + 1}")
+    users = sandbox.StudentUsers(max(1, jobs))
 
     def grade_one(folder: Path) -> tuple[dict, str]:
-        user = users.get()
-        try:
+        with users.one() as user:
             return grade_student(assignment, folder, out / folder.name, list(extra_args), user)
-        finally:
-            users.put(user)
 
     with ThreadPoolExecutor(max(1, jobs)) as pool:
         futures = {pool.submit(grade_one, folder): folder for folder in todo}

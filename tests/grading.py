@@ -372,16 +372,17 @@ class Grader:
         working folders, each the student user's own. Traversable by the student user, not listable."""
         folder = Path(tempfile.mkdtemp(prefix="hw5-grading-"))
         folder.chmod(0o711)
-        submission = folder / "submission"
-        submission.mkdir(mode=0o755)
-        try:
-            source = submitted_file(self.assignment.script)
-        except MissingScript:
-            source = None
-        if source is not None:
-            shutil.copyfile(source, submission / source.name)
-            (submission / source.name).chmod(0o644)
-        os.environ[SUBMISSION_ENV] = str(submission)
+        if os.environ.get(SUBMISSION_ENV):  # else the project's own scripts are graded, imported as modules
+            submission = folder / "submission"
+            submission.mkdir(mode=0o755)
+            try:
+                source = submitted_file(self.assignment.script)
+            except MissingScript:
+                source = None
+            if source is not None:
+                shutil.copyfile(source, submission / source.name)
+                (submission / source.name).chmod(0o644)
+            os.environ[SUBMISSION_ENV] = str(submission)
         mnist = os.environ.get(MNIST_ENV)
         if mnist and Path(mnist).is_file():
             shutil.copyfile(mnist, folder / "mnist.npz")

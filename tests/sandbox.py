@@ -19,6 +19,7 @@ still signal the grader or write what that user can write (README, "Isolation").
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import faulthandler
 import io
@@ -26,6 +27,7 @@ import json
 import math
 import os
 import pwd
+import queue
 import resource
 import secrets
 import select
@@ -53,6 +55,25 @@ OUTPUT_KEPT = 32 << 10         # characters kept from each end of what a worker 
 SHARED_TEMP = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/dev/mqueue")  # world-writable: swept of its files
 ARRAY = "__ndarray__"          # the key that marks an array in a reply's JSON: {ARRAY: its index}
 NUMERIC = "biuf"               # the dtype kinds a reply's arrays may have
+
+
+class StudentUsers:
+    """Student users for gradings that run at the same time, as root: each grading ends by killing every process of
+    its user, so each needs one of its own. `with users.one() as env:` lends one, as the environment variable a
+    grading reads ({"HW5_STUDENT_USER": name})."""
+
+    def __init__(self, count: int, prefix: str = STUDENT_USER) -> None:
+        self.free: queue.SimpleQueue = queue.SimpleQueue()
+        for k in range(count):
+            self.free.put(f"{prefix}-{k + 1}")
+
+    @contextlib.contextmanager
+    def one(self):
+        name = self.free.get()
+        try:
+            yield {"HW5_STUDENT_USER": name}
+        finally:
+            self.free.put(name)
 
 
 class StudentError(Exception):

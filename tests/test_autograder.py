@@ -10,12 +10,10 @@ name, and the slow runs go two at a time (each grades on one core).
 from __future__ import annotations
 
 import ast
-import contextlib
 import csv
 import importlib.util
 import json
 import os
-import queue
 import re
 import shutil
 import subprocess
@@ -92,19 +90,8 @@ def test_the_readme_points_tables_are_generated_from_the_rubric(tmp_path):
 # Grading submissions
 
 
-STUDENT_USERS = queue.SimpleQueue()  # gradings run at once (up to three here) need a student user each
-for k in range(4):
-    STUDENT_USERS.put(f"{sandbox.STUDENT_USER}-test-{k + 1}")
-
-
-@contextlib.contextmanager
-def student_user():
-    """A student user no other grading of this session is using now: {"HW5_STUDENT_USER": name}."""
-    user = STUDENT_USERS.get()
-    try:
-        yield {"HW5_STUDENT_USER": user}
-    finally:
-        STUDENT_USERS.put(user)
+STUDENT_USERS = sandbox.StudentUsers(4, f"{sandbox.STUDENT_USER}-test")  # up to three gradings run here at once
+student_user = STUDENT_USERS.one
 
 
 def grade(submission: Path, results: Path, *pytest_args: str, assignment: str | None = None,

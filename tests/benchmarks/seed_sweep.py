@@ -22,15 +22,17 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
 import rubric  # noqa: E402
+import sandbox  # noqa: E402
 
 
-def graded(name: str, offset: int, folder: Path) -> dict:
+def graded(name: str, offset: int, folder: Path, users: sandbox.StudentUsers) -> dict:
     """The reference graded for one assignment with seeds shifted by `offset`: results.json."""
     results = folder / f"{name}_{offset}.json"
-    env = {**os.environ, "HW5_SEED_OFFSET": str(offset), "HW5_SUBMISSION": "", "MPLBACKEND": "Agg"}
-    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                    f"tests/{rubric.ASSIGNMENTS[name].tests}",
-                    "--results", str(results), "--assignment", name], cwd=ROOT, env=env, capture_output=True)
+    with users.one() as user:
+        env = {**os.environ, "HW5_SEED_OFFSET": str(offset), "HW5_SUBMISSION": "", "MPLBACKEND": "Agg", **user}
+        subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        f"tests/{rubric.ASSIGNMENTS[name].tests}",
+                        "--results", str(results), "--assignment", name], cwd=ROOT, env=env, capture_output=True)
     return json.loads(results.read_text())
 
 
@@ -44,7 +46,8 @@ def main() -> None:
     names = args.assignment or list(rubric.ASSIGNMENTS)
     runs = [(name, 1000 * (k + 1)) for name in names for k in range(args.seeds)]
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(args.jobs) as pool:
-        results = list(pool.map(lambda run: (run[0], graded(*run, Path(tmp))), runs))
+        users = sandbox.StudentUsers(args.jobs, f"{sandbox.STUDENT_USER}-sweep")
+        results = list(pool.map(lambda run: (run[0], graded(*run, Path(tmp), users)), runs))
     for name in names:
         passes: dict[str, int] = {}
         mine = [result for owner, result in results if owner == name]
