@@ -1,4 +1,5 @@
-"""Shared fixtures: the scripts under test (the student's in grading mode), real MNIST, a CLI runner."""
+"""Shared fixtures: the project's scripts (for the tests of the reference; graded tests use `probe`), real MNIST, a
+CLI runner."""
 from __future__ import annotations
 
 import os
@@ -40,8 +41,8 @@ hw5_gan = script_under_test("hw5_gan")
 
 @pytest.fixture(autouse=True)
 def graded_tests_run_in_a_folder_of_their_own(request, tmp_path_factory, monkeypatch):
-    """A student's code saves its figures in the working folder: the graded tests run in an empty one (when grading,
-    each test's process is already in its own)."""
+    """The code under test saves its figures in the working folder: the graded tests run in an empty one (when
+    grading, each probe's worker is already in its own)."""
     if request.path.name.startswith("test_grade_"):
         monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
 

@@ -66,9 +66,14 @@ def received(data: list) -> list[Drawing]:
                     [points(line) for line in drawing["lines"]]) for drawing in data]
 
 
-def _marks_only(line: Line2D) -> bool:
-    """A plt.plot line drawn as markers without a line between them: a scatter plot (plt.plot(x, y, "."))."""
-    return line.get_marker() not in (None, "None", "none", "", " ") and line.get_linestyle() in ("None", "", " ")
+def _marked(line: Line2D) -> bool:
+    """Whether a plt.plot line shows a marker at each of its points (plt.plot(x, y, ".") or marker="."): its points
+    are a scatter plot, whether or not a line joins them."""
+    return line.get_marker() not in (None, "None", "none", "", " ")
+
+
+def _joined(line: Line2D) -> bool:
+    return line.get_linestyle() not in ("None", "none", "", " ")
 
 
 def _grey(array: np.ndarray) -> np.ndarray:
@@ -96,11 +101,11 @@ def snapshot(fig: Figure) -> Drawing:
                     scatters.append(Scatter(points, colours[np.arange(len(points)) % len(colours)]))
         for line in ax.get_lines():
             points = np.column_stack([np.ravel(line.get_xdata()), np.ravel(line.get_ydata())]).astype(np.float64)
-            if _marks_only(line):
+            if _marked(line):
                 face = line.get_markerfacecolor()
                 colour = to_rgba(line.get_color() if face in (None, "none", "None") else face)
                 scatters.append(Scatter(points, np.tile(colour, (len(points), 1))))
-            else:
+            if _joined(line):
                 lines.append(points)
     return Drawing(images, scatters, arrows, lines)
 
@@ -158,7 +163,8 @@ def capture(module=None) -> Iterator[list]:
     def concat_images(images, row, col, padding=3):
         grid = original_concat(images, row, col, padding)
         if len(images) > row * col:
-            drawings.append(Drawing([Image(_whole_grid(images, row, padding), (0.0, 0.0, 1.0, 1.0))], [], [], []))
+            whole = _whole_grid(original_concat, images, row, padding)
+            drawings.append(Drawing([Image(whole, (0.0, 0.0, 1.0, 1.0))], [], [], []))
         return grid
 
     named = module is not None and getattr(module, "concat_images", None) is original_concat
@@ -178,12 +184,12 @@ def capture(module=None) -> Iterator[list]:
         plt.close("all")
 
 
-def _whole_grid(images, row: int, padding: int) -> np.ndarray:
+def _whole_grid(concat_images, images, row: int, padding: int) -> np.ndarray:
     """Every one of images in the course's column-major grid of `row` rows (blank cells filling the last column)."""
     digits = [hw5_utils.array_to_image(image) for image in images]
     cols = -(-len(digits) // row)
     digits += [np.zeros((SIDE, SIDE))] * (row * cols - len(digits))
-    return hw5_utils.concat_images(digits, row, cols, padding)
+    return concat_images(digits, row, cols, padding)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -220,7 +226,7 @@ def split(array: np.ndarray) -> list[tuple[int, int, np.ndarray]] | None:
             for j in range(cols):
                 top, left = border + i * step, border + j * step
                 mask[top:top + SIDE, left:left + SIDE] = False
-                digits.append((i, j, array[top:top + SIDE, left:left + SIDE] / scale))
+                digits.append((i, j, np.clip(array[top:top + SIDE, left:left + SIDE] / scale, 0, 1)))
         gutter = array[mask]
         if gutter.size == 0 or np.ptp(gutter) < 1e-6:
             return digits

@@ -155,7 +155,7 @@ def skipped_note(name: str) -> str:
         path = submitted_file(name)
         source = path.read_text(encoding="utf-8", errors="replace") if path else ""
         skipped = top_level_plan(ast.parse(source))[1]
-    except (MissingScript, SyntaxError, ValueError):
+    except Exception:  # noqa: BLE001 - a note at best: no file, a syntax error, a tree too deep to parse
         return ""
     if not skipped:
         return ""
@@ -214,9 +214,9 @@ class Probe:
         reply = self.grader.run_worker(call)
         if reply.output.strip():
             sys.stdout.write(reply.output)
-        if not isinstance(reply.value, dict) or not isinstance(reply.value.get("notes"), list):
+        if not isinstance(reply.value, dict) or not isinstance(reply.value.get("notes"), dict):
             raise sandbox.WorkerFailed("the test's process sent a malformed reply")
-        self.grader.notes.update(note[:NOTE_LIMIT] for note in reply.value["notes"][:3] if isinstance(note, str))
+        self.grader.notes.update(filter(None, map(note_text, reply.value["notes"].items())))
         if "error" in reply.value:
             sandbox.raise_student_error(reply.value["error"])
         return reply.value.get("value")
@@ -241,15 +241,26 @@ def as_array(value):
     return np.asarray(value.detach().cpu().double() if torch.is_tensor(value) else value, dtype=np.float64)
 
 
-NOTES: list[str] = []  # in a worker: what a probe found worth telling the student once (`tell`)
-NOTE_LIMIT = 500        # characters of a note kept (a probe sends 3 at most)
+# The notes probes may tell the student, by name: a graded test file adds its own. A worker sends only a name and
+# the short texts that fill it in; the grader writes the sentence.
+NOTE_TEXTS: dict[str, str] = {}
+NOTES: dict[str, dict] = {}  # in a worker: the notes a probe told, name -> fields
 
 
-def tell(note: str) -> None:
-    """From a probe: a note for the student, shown once at the top of results.json (e.g. what the grader did
-    about a constructor that needs files Gradescope does not have)."""
-    if note not in NOTES:
-        NOTES.append(note)
+def tell(name: str, **fields: str) -> None:
+    """From a probe: the note NOTE_TEXTS[name], filled in with fields, for the student, shown once at the top of
+    results.json (e.g. what the grader did about a constructor that needs files Gradescope does not have)."""
+    NOTES[name] = {key: str(value) for key, value in fields.items()}
+
+
+def note_text(told: tuple) -> str | None:
+    """In the grader: the sentence of a note a worker told, (name, fields), each field cut to 120 characters; None
+    for a name no test file knows, or fields that do not fill it."""
+    name, fields = told
+    try:
+        return NOTE_TEXTS[name].format(**{key: str(value)[:120] for key, value in fields.items()})
+    except (KeyError, IndexError, ValueError, AttributeError, TypeError):
+        return None
 
 
 @pytest.fixture(scope="module")
@@ -258,11 +269,13 @@ def probe(request: pytest.FixtureRequest) -> Probe:
     return Probe(rubric.by_test_file(request.path.name).script, request.config.pluginmanager.get_plugin("hw5-grader"))
 
 
-def shared_folder(config: pytest.Config, name: str) -> Path:
-    """A folder the grader fills for the workers to read (not write): in the run's folder when grading, else in a
-    temporary folder."""
-    grader = config.pluginmanager.get_plugin("hw5-grader")
-    folder = (grader.folder if grader else Path(tempfile.mkdtemp(prefix="hw5-shared-"))) / name
+def shared_folder(request: pytest.FixtureRequest, name: str) -> Path:
+    """A folder the grader fills for the workers to read (not write): in the run's folder when grading, else one of
+    pytest's temporary folders."""
+    grader = request.config.pluginmanager.get_plugin("hw5-grader")
+    if grader is None:
+        return request.getfixturevalue("tmp_path_factory").mktemp(name)
+    folder = grader.folder / name
     folder.mkdir(mode=0o755, exist_ok=True)
     return folder
 
@@ -440,7 +453,6 @@ class Grader:
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
         """Run the test here, its workers under its deadline; or fail it at once when the budget is used up or
         the script cannot be imported."""
-        row = self.assignment.rows[self.graded_function(item.nodeid)]
         if self.remaining() >= 5 and not self.import_checked:
             self.import_checked = True
             self.import_failure = self.check_import()
@@ -448,13 +460,22 @@ class Grader:
         reason = ("not run: the autograder's time budget was used up by earlier tests" if remaining < 5 else
                   self.import_failure)
         if reason is None:
-            self.deadline = time.monotonic() + min(row.timeout * rubric.timeout_scale(), remaining)
+            self.start_clock(item)  # for its fixtures' probes (a training shared by several tests, say)
             return None  # pytest's own protocol runs the test
         item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
         item.ihook.pytest_runtest_logreport(report=pytest.TestReport(
             nodeid=item.nodeid, location=item.location, keywords={}, outcome="failed", longrepr=reason, when="call"))
         item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
         return True
+
+    def start_clock(self, item: pytest.Item) -> None:
+        """The test's probes may run until its row's timeout from now, within the run's budget."""
+        row = self.assignment.rows[self.graded_function(item.nodeid)]
+        self.deadline = time.monotonic() + min(row.timeout * rubric.timeout_scale(), self.remaining())
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> None:
+        self.start_clock(item)  # again for the test's own probes, after what its fixtures took
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
@@ -525,4 +546,5 @@ def write_results(path: Path, tests: list[dict], execution_time: float, note: st
     handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # a fresh name nothing can be in the way of
     with os.fdopen(handle, "w") as file:
         json.dump(results, file, indent=2)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)

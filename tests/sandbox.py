@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import faulthandler
+import fcntl
 import io
 import json
 import math
@@ -29,7 +30,6 @@ import os
 import pwd
 import queue
 import resource
-import secrets
 import select
 import shutil
 import signal
@@ -213,9 +213,9 @@ def student_ids() -> tuple[int, int]:
     """STUDENT_USER's uid and gid, the user created first if it is missing (useradd); as root only."""
     try:
         entry = pwd.getpwnam(STUDENT_USER)
-    except KeyError:
+    except KeyError:  # (a grading started at the same moment may be creating it too: then it exists after all)
         subprocess.run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent", "--shell",
-                        "/usr/sbin/nologin", STUDENT_USER], check=True, capture_output=True)
+                        "/usr/sbin/nologin", STUDENT_USER], capture_output=True)
         entry = pwd.getpwnam(STUDENT_USER)
     if entry.pw_uid == 0 or entry.pw_gid == 0:
         raise RuntimeError(f"{STUDENT_USER} is root: delete it (userdel {STUDENT_USER})")
@@ -269,21 +269,22 @@ def _address_space() -> int:
 
 
 def _limit(kind: int, value: int) -> None:
+    """Set a resource limit, soft and hard, to value (or to the hard limit already there, if lower)."""
+    hard = resource.getrlimit(kind)[1]
+    value = value if hard == resource.RLIM_INFINITY else min(value, hard)
     resource.setrlimit(kind, (value, value))
 
 
-def _enter_worker(folder: Path, ids: tuple[int, int] | None, reply_fd: int, output_fd: int) -> int:
-    """In the forked worker, before the student's code: a session of its own, the file descriptors (0: /dev/null,
-    1 and 2: the output pipe, 3: the reply pipe, no other), the limits, the user, the folder. Returns the reply fd."""
+REPLY_FD = 3  # the reply pipe's number in a worker
+
+
+def _enter_worker(folder: Path, ids: tuple[int, int] | None) -> None:
+    """In the forked worker, before the student's code, its file descriptors already in place (0: /dev/null, 1 and
+    2: the output pipe, REPLY_FD: the reply pipe, no other): a session of its own, the limits, the user, the
+    folder."""
     os.setsid()
     for number in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM, signal.SIGCHLD):
         signal.signal(number, signal.SIG_DFL)
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    os.dup2(output_fd, 1)
-    os.dup2(output_fd, 2)
-    os.dup2(reply_fd, 3)
-    os.closerange(4, os.sysconf("SC_OPEN_MAX"))
     sys.stdin = open(0, closefd=False)
     sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), line_buffering=True, errors="backslashreplace")
     sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), line_buffering=True, errors="backslashreplace")
@@ -305,8 +306,18 @@ def _enter_worker(folder: Path, ids: tuple[int, int] | None, reply_fd: int, outp
     os.chdir(folder)
     os.environ.update(HOME=str(folder), TMPDIR=str(folder), MPLCONFIGDIR=str(folder))
     tempfile.tempdir = str(folder)
-    return 3
 
+
+def _only_pipes(reply_fd: int, output_fd: int) -> None:
+    """In the forked worker, first: stdin from /dev/null, stdout and stderr to the output pipe, the reply pipe as
+    REPLY_FD, and every other file descriptor inherited from the grader closed."""
+    reply_fd, output_fd = (fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in (reply_fd, output_fd))  # out of the way
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(output_fd, 1)
+    os.dup2(output_fd, 2)
+    os.dup2(reply_fd, REPLY_FD)
+    os.closerange(REPLY_FD + 1, os.sysconf("SC_OPEN_MAX"))
 
 def _error_summary(error: BaseException) -> str:
     try:
@@ -371,6 +382,17 @@ class _Output:
         return (bytes(self.head).decode(errors="replace") + middle + bytes(self.tail).decode(errors="replace"))
 
 
+def _exit_status(pid: int) -> int | None:
+    """The wait status of a child that has exited, left unreaped (its pid stays its own until `sweep` reaps it, so
+    that killing its process group never hits a stranger); None while it runs."""
+    found = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    if found is None:
+        return None
+    if found.si_code == os.CLD_EXITED:
+        return found.si_status << 8
+    return found.si_status  # killed (or dumped) by that signal
+
+
 def exit_reason(status: int) -> str:
     """A wait status, in words."""
     if os.WIFSIGNALED(status):
@@ -391,14 +413,13 @@ def run(call: Callable[[], Any], timeout: float, folder: Path) -> Reply:
     pid = os.fork()
     if pid == 0:  # the worker
         try:
-            os.close(reply_read)
-            os.close(output_read)
+            _only_pipes(reply_write, output_write)
             try:
-                reply_fd = _enter_worker(folder, ids, reply_write, output_write)
+                _enter_worker(folder, ids)
             except BaseException as error:  # noqa: BLE001 - said to the grader, which fails the test
-                _write_reply(reply_write, b"G" + encode(_error_summary(error)))
+                _write_reply(REPLY_FD, b"G" + encode(_error_summary(error)))
             else:
-                _worker(call, reply_fd)
+                _worker(call, REPLY_FD)
         finally:
             os._exit(0)
     os.close(reply_write)
@@ -431,7 +452,7 @@ def _collect(pid: int, reply_fd: int, output_fd: int, deadline: float):
     reply, output, status, expected = bytearray(), _Output(), None, None
     open_fds = {reply_fd, output_fd}
     while time.monotonic() < deadline:
-        ready = select.select(list(open_fds), [], [], 0.05)[0] if open_fds else []
+        ready = select.select(list(open_fds), [], [], 0.05)[0] if open_fds else time.sleep(0.05) or []
         for fd in ready:
             chunk = os.read(fd, 1 << 16)
             if not chunk:
@@ -447,8 +468,7 @@ def _collect(pid: int, reply_fd: int, output_fd: int, deadline: float):
         if expected is not None and len(reply) >= 8 + expected:
             return bytes(reply[8:8 + expected]), output, status
         if status is None:
-            done, code = os.waitpid(pid, os.WNOHANG)
-            status = code if done else None
+            status = _exit_status(pid)
         if status is not None and not ready:
             return None, output, status  # exited without a whole reply, and nothing more is coming
     return None, output, None
@@ -492,6 +512,11 @@ def _kill_user(ids: tuple[int, int]) -> None:
                 time.sleep(0.001)
         finally:
             os._exit(0)
+    for _ in range(200):  # a student's process may have stopped it (SIGSTOP): 2 s, then it is killed
+        if os.waitpid(pid, os.WNOHANG)[0]:
+            return
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
 
 

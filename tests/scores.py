@@ -125,6 +125,14 @@ def as_points(value) -> torch.Tensor:
     return torch.as_tensor(np.asarray(value.detach().cpu() if torch.is_tensor(value) else value), dtype=torch.float32)
 
 
+FAR = 1e6  # where samples that are not finite numbers are put, far from any data (a reply may hold no NaN)
+
+
+def far_if_not_finite(samples: torch.Tensor) -> torch.Tensor:
+    """A sampler's output with every NaN or infinite coordinate replaced by FAR: judged as far from the data."""
+    return torch.where(torch.isfinite(samples), samples, torch.full_like(samples, FAR))
+
+
 def loss_constant(loss, sigma: float, n: int) -> float:
     """The factor c a student's loss(scorenet, points, levels) puts on the handout's Σ_x ‖s(x̃, σ) + (x̃ − x) / σ²‖²
     at one level σ for n points (a mean over the batch, a 1/2, the σ² weighting, ...), measured with a KnownScore
@@ -259,7 +267,7 @@ def judge_field(learned: dict, points: dict[str, torch.Tensor], deduct) -> None:
     found = "mean cosine with the exact score " + ", ".join(f"{a:.2f} at σ = {float(s):.2g}"
                                                             for a, s in zip(agreements, points))
     assert agreement > FIELD_ZERO, f"the learned score does not point toward the data: {found}"
-    if agreement < FIELD_FULL:
+    if not agreement >= FIELD_FULL:
         deduct("field", f"the learned score field does not resemble the data's: {found}")
 
 
@@ -307,14 +315,13 @@ def judge_samples(samples: np.ndarray, match_ratio: float, spreads: tuple[float,
     it (distances over the floor above match_ratio), 'modes' when they miss a mode or their spread around the modes,
     over the data's, is outside `spreads` (correct files: 0.93-1.45)."""
     samples = torch.as_tensor(samples, dtype=torch.float32)
-    assert bool(torch.isfinite(samples).all()), "the samples hold NaN or infinite values"
     ratios = distances_to_floor(samples)
     shares, spread = mode_shares_and_spread(samples)
     found = (f"energy distance {ratios['energy_distance']:.2f}x and sliced W2 {ratios['sliced_w2']:.2f}x the "
              f"real-vs-real floor; mode shares {[round(s, 2) for s in shares.tolist()]} (data "
              f"{DATA.weights.tolist()}); spread around the modes {spread:.2f}x the data's")
     assert spread < lost_spread, f"the samples are nowhere near the data: {found}"
-    if max(ratios.values()) >= match_ratio:
+    if not max(ratios.values()) < match_ratio:
         deduct("distance", f"the samples do not match the data: {found}")
     if bool((shares < 0.5 * DATA.weights).any()) or not spreads[0] < spread < spreads[1]:
         deduct("modes", f"the samples miss a mode, or sit too tightly on the modes or too loosely around them: "

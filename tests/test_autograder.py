@@ -90,7 +90,8 @@ def test_the_readme_points_tables_are_generated_from_the_rubric(tmp_path):
 # Grading submissions
 
 
-STUDENT_USERS = sandbox.StudentUsers(4, f"{sandbox.STUDENT_USER}-test")  # up to three gradings run here at once
+# A student user for each grading that runs at the same time: two from `gradings`' pool and one from a test beside it
+STUDENT_USERS = sandbox.StudentUsers(4, f"{sandbox.STUDENT_USER}-test")
 student_user = STUDENT_USERS.one
 
 

@@ -20,9 +20,9 @@ from torch import nn
 
 from grading import as_array, manual_seed
 from scores import (LEVELS, NCSN_MIXTURE, NOISE_SAMPLES, NOISE_SIGMA, PER_SAMPLE_LEVELS, PER_SAMPLE_SAMPLES, KnownScore,
-                    MixtureScore, ZeroScore, as_points, check_noise_std, check_sigma_per_sample, field_at, field_points,
-                    geometric, judge_field, judge_samples, load_weights, received_by_stand_in, train_on_data,
-                    weights_of, with_levels)
+                    MixtureScore, ZeroScore, as_points, check_noise_std, check_sigma_per_sample, far_if_not_finite,
+                    field_at, field_points, geometric, judge_field, judge_samples, load_weights, received_by_stand_in,
+                    train_on_data, weights_of, with_levels)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -39,8 +39,8 @@ def sample(hw5_diffusion, scorenet, n: int, levels: torch.Tensor, iterations: in
         scorenet = load_weights(hw5_diffusion.ScoreNet(), scorenet)
     manual_seed(seed)
     with torch.no_grad():
-        return as_points(with_levels(lambda given: hw5_diffusion.langevin_dynamics_sample(
-            scorenet, n, given, iterations=iterations, eps=eps, return_traj=return_traj), levels))
+        return far_if_not_finite(as_points(with_levels(lambda given: hw5_diffusion.langevin_dynamics_sample(
+            scorenet, n, given, iterations=iterations, eps=eps, return_traj=return_traj), levels)))
 
 
 def training_probe(hw5_diffusion) -> dict:
@@ -78,7 +78,7 @@ def test_5a_scorenet_layers(probe):
     Softplus between each two, and s(x, σ) = net(cat[x, σ]) / σ; for n_layers = 2, 5 and the default 8."""
     generator = torch.Generator().manual_seed(0)
     x, sigma = torch.randn(6, 2, generator=generator), torch.rand(6, 1, generator=generator) + 0.1
-    for (n_layers, latent_dim), found in zip(SHAPES, probe(layers_probe, x, sigma)):
+    for (n_layers, latent_dim), found in zip(SHAPES, probe(layers_probe, x, sigma), strict=True):
         layers = [(torch.from_numpy(layer["weight"]), layer["bias"]) for layer in found["layers"]]
         assert len(layers) == n_layers, (f"ScoreNet(n_layers={n_layers}) has {len(layers)} distinct Linear layers: "
                                          f"n_layers asked (one Linear object used twice counts once)")

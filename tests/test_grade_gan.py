@@ -77,6 +77,14 @@ def test_4a_dnet(probe):
                                msg="DNet's forward is not conv-ReLU-maxpool, conv-ReLU-maxpool, conv-ReLU, linear")
 
 
+def handout_generator(z: torch.Tensor, fc, conv1, conv2, conv3, mode: str = "nearest") -> torch.Tensor:
+    """The handout's G(z), (B, 1, 28, 28), by torch.nn.functional from its layers' (weight, bias) pairs."""
+    h = F.leaky_relu(F.linear(z, *fc), 0.2).view(-1, 32, 7, 7)
+    h = F.leaky_relu(F.conv2d(F.interpolate(h, scale_factor=2, mode=mode), *conv1, padding=1), 0.2)
+    h = F.leaky_relu(F.conv2d(F.interpolate(h, scale_factor=2, mode=mode), *conv2, padding=1), 0.2)
+    return torch.sigmoid(F.conv2d(h, *conv3, padding=1))
+
+
 def gnet_probe(hw5_gan, noises: dict) -> dict:
     manual_seed(0)
     found = {}
@@ -102,14 +110,8 @@ def test_4b_gnet(probe):
                                                        f"{expected_count}")
         images = torch.from_numpy(found["images"])
         assert images.shape == (5, 1, 28, 28), f"GNet gives images of shape {tuple(images.shape)}: (B, 1, 28, 28)"
-
-        def expected(mode: str) -> torch.Tensor:
-            h = F.leaky_relu(F.linear(z, *fc), 0.2).view(-1, 32, 7, 7)
-            h = F.leaky_relu(F.conv2d(F.interpolate(h, scale_factor=2, mode=mode), *conv1, padding=1), 0.2)
-            h = F.leaky_relu(F.conv2d(F.interpolate(h, scale_factor=2, mode=mode), *conv2, padding=1), 0.2)
-            return torch.sigmoid(F.conv2d(h, *conv3, padding=1))
-
-        assert any(torch.allclose(images, expected(mode), atol=1e-5) for mode in ("nearest", "bilinear")), (
+        assert any(torch.allclose(images, handout_generator(z, fc, conv1, conv2, conv3, mode), atol=1e-5)
+                   for mode in ("nearest", "bilinear")), (
             "GNet's forward is not linear-LeakyReLU(0.2)-view, upsample-conv-LeakyReLU(0.2) twice, conv-sigmoid")
 
 
@@ -136,7 +138,9 @@ def test_4c_weight_init(probe):
     """Kaiming-uniform weights (U(-b, b), b = sqrt(6 / fan_in)) and zero biases in every layer of both networks, as
     DNet() and GNet(64) come out of their constructors; and after _weight_init() where it takes no argument but self
     (the course's signature; `_weight_init(self, m)` applied with self.apply is judged by the constructed networks)."""
-    for net, states in probe(weight_init_probe).items():
+    found_nets = probe(weight_init_probe)
+    assert set(found_nets) == {"DNet", "GNet"} and all("constructed" in states for states in found_nets.values())
+    for net, states in found_nets.items():
         for when, found in states.items():
             assert len(found) == 4, f"{net} has {len(found)} Conv2d and Linear layers: the handout's has 4"
             for module in found:
@@ -289,19 +293,13 @@ def test_4e_loss_g(probe):
 GAN_STEPS = 300        # the course's D and G updates, on batches of 64 (calibrated in the README)
 
 
-def training_probe(hw5_gan, images: torch.Tensor) -> dict:
-    """The course's loop with the student's GAN: G's samples of a fixed noise before and after GAN_STEPS steps."""
+def training_probe(hw5_gan, images: torch.Tensor) -> np.ndarray:
+    """The course's loop with the student's GAN: G's samples of a fixed noise after GAN_STEPS steps."""
     gan = hw5_gan.GAN()
     manual_seed(20)
     device = device_of(gan)
     images = images.view(-1, 1, 28, 28).to(device)
     z_eval = uniform_noise(2000, 64, device)
-
-    def samples() -> torch.Tensor:  # 250 at a time: little memory
-        with torch.no_grad():
-            return torch.cat([gan.gen(part).cpu() for part in z_eval.split(250)])
-
-    before = samples()
     opt_d = torch.optim.Adam(gan.disc.parameters(), lr=1e-3)
     opt_g = torch.optim.Adam(gan.gen.parameters(), lr=1e-3)
     for _ in range(GAN_STEPS):
@@ -312,38 +310,56 @@ def training_probe(hw5_gan, images: torch.Tensor) -> dict:
         opt_g.zero_grad()
         gan._get_loss_g(64, z).backward()
         opt_g.step()
-    return {"before": before, "after": samples()}
+    with torch.no_grad():  # 250 at a time: little memory
+        return torch.cat([gan.gen(part).cpu() for part in z_eval.split(250)])
 
 
-def judged_frechet(samples: np.ndarray, judge, mnist_grey) -> float:
+def judged_frechet(samples: torch.Tensor, judge, mnist_grey) -> float:
     """The judge's Fréchet distance between samples (N, 1, 28, 28) and real test digits."""
-    assert samples.shape == (2000, 1, 28, 28), f"G gives samples of shape {samples.shape}: (N, 1, 28, 28) asked"
-    return hw5_utils.judge_digits(judge, torch.from_numpy(samples).float(), mnist_grey)["frechet_distance"]
+    return hw5_utils.judge_digits(judge, samples.float(), mnist_grey)["frechet_distance"]
 
 
-# A sample this close (L2, pixels in [0, 1]) to a training image is a copy of it: the reference's samples after
-# GAN_STEPS lie at least 3.1 from every training image, 99% of them beyond 4.9.
+def untrained_frechet(judge, mnist_grey) -> float:
+    """The judge's Fréchet distance of an untrained handout generator's samples (kaiming-uniform weights, zero biases,
+    as _weight_init sets them; computed here, from a fixed seed): what training must improve on."""
+    generator = torch.Generator().manual_seed(0)
+
+    def initialised(*shape: int) -> tuple[torch.Tensor, torch.Tensor]:
+        bound = math.sqrt(6 / math.prod(shape[1:]))
+        return (2 * torch.rand(shape, generator=generator) - 1) * bound, torch.zeros(shape[0])
+
+    z = 2 * torch.rand(2000, 64, generator=generator) - 1
+    with torch.no_grad():
+        samples = handout_generator(z, initialised(1568, 64), initialised(16, 32, 3, 3), initialised(8, 16, 3, 3),
+                                    initialised(1, 8, 3, 3))
+    return judged_frechet(samples, judge, mnist_grey)
+
+
+# A sample this close (L2, pixels in [0, 1]) to an image of the MNIST file is a copy of it: the reference's samples
+# after GAN_STEPS lie at least 3.1 from every training image, 99% of them beyond 4.9.
 COPY_DISTANCE = 4.0
 
 
-def copied(samples: np.ndarray, images: torch.Tensor) -> float:
-    """The share of samples (N, 1, 28, 28) within COPY_DISTANCE of one of the training images (M, 784)."""
-    flat = torch.from_numpy(samples).float().flatten(1)
-    nearest = torch.cat([torch.cdist(part, images).min(1).values for part in flat.split(500)])
+def copied(samples: torch.Tensor, mnist_grey) -> float:
+    """The share of samples (N, 1, 28, 28) within COPY_DISTANCE of one of the MNIST file's images."""
+    images = torch.cat([mnist_grey.train_images, mnist_grey.test_images])
+    nearest = torch.cat([torch.cdist(part, images).min(1).values for part in samples.flatten(1).split(500)])
     return (nearest < COPY_DISTANCE).float().mean().item()
 
 
 def test_4f_training(probe, mnist_grey, request):
     """300 steps of the course's loop (Adam at 1e-3 on _get_loss_d, then on _get_loss_g, same z, batches of 64) bring
-    the MNIST judge's Fréchet distance of G's samples to real digits below 0.65 of the untrained generator's (correct
-    files 0.24-0.38 over 12 seeds; broken losses about 1); samples that are copies of the training images do not
-    count."""
-    found = probe(training_probe, mnist_grey.train_images)
-    share = copied(found["after"], mnist_grey.train_images)
-    assert share < 0.1, (f"{share:.0%} of G's samples are copies of training images: G(z) must generate them, not "
+    the MNIST judge's Fréchet distance of G's samples to real digits below 0.65 of an untrained generator's (correct
+    files 0.24-0.38 of their own untrained generator's over 12 seeds; broken losses about 1); samples that are copies
+    of MNIST images do not count."""
+    samples = torch.from_numpy(probe(training_probe, mnist_grey.train_images)).float()
+    assert samples.shape == (2000, 1, 28, 28), f"G gives samples of shape {tuple(samples.shape)}: (N, 1, 28, 28)"
+    assert 0 <= samples.min() and samples.max() <= 1, "G's samples are not images in [0, 1] (a sigmoid's output)"
+    share = copied(samples, mnist_grey)
+    assert share < 0.1, (f"{share:.0%} of G's samples are copies of MNIST images: G(z) must generate them, not "
                          f"return the data")
     judge = request.getfixturevalue("judge")  # loaded only now: the probe's worker never held it
-    before, after = (judged_frechet(found[when], judge, mnist_grey) for when in ("before", "after"))
-    assert after < 0.65 * before, (f"the Fréchet distance of G's samples to real digits went from {before:.0f} to "
-                                   f"{after:.0f} in {GAN_STEPS} steps of training on your losses: it must fall below "
-                                   f"0.65 of where it started")
+    before, after = untrained_frechet(judge, mnist_grey), judged_frechet(samples, judge, mnist_grey)
+    assert after < 0.65 * before, (f"the Fréchet distance of G's samples to real digits is {after:.0f} after "
+                                   f"{GAN_STEPS} steps of training on your losses, an untrained generator's "
+                                   f"{before:.0f}: it must fall below 0.65 of that")
