@@ -2,9 +2,11 @@
 
     python hw5_diffusion.py train                 # about 35 s on a laptop CPU; writes outputs/diffusion/model.pt
     python hw5_diffusion.py sample                # samples, figures and metrics.json (trains first if needed)
+    python hw5_diffusion.py sample --sampler langevin   # the course's annealed Langevin dynamics at every level
     python hw5_diffusion.py train --data my.npy   # your own (N, 2) points instead of the "CS446" cloud
     python hw5_diffusion.py plot-score --sigma 0.05
     python hw5_diffusion.py evaluate              # sliced W2 and energy distance next to the real-vs-real floor
+                                                  # (for --data, against the fifth of the file held out)
     python hw5_diffusion.py train --recipe sp24 --out-dir outputs/diffusion-sp24   # the Spring-2024 handout's
                                                   # ScoreNet, loss and sampler on create_samples()
 
@@ -18,7 +20,9 @@ each level, from the largest to the smallest, T steps x ← x + a_i s_θ(x, σ_i
 proportional to σ_i² (Fall 2022 writes a_i = α_i / 2, α_i = ε σ_i² / σ_L²; Spring 2024 a_i = ε σ_i² / σ_L²).
 What makes the default recipe good in a minute of CPU (see the README for measurements): inputs and noise levels
 measured in units of the data's spread, random Fourier features, the EDM/NCSNv2 output scaling, the
-σ²-weighted loss, a high learning rate decayed to zero, an EMA of the weights, and one final denoising step.
+σ²-weighted loss, a high learning rate decayed to zero, an EMA of the weights, one final denoising step, and
+optionally (`--sampler pc`, `predictor_corrector`) reverse diffusion between the levels, which keeps a mixture's
+weights where annealed Langevin dynamics evens them out.
 """
 from __future__ import annotations
 
@@ -95,8 +99,9 @@ SNAPSHOT_EVERY = 100                    # iterations between in-memory checkpoin
 SIGMA_MIN_FRACTION = 0.01               # default σ_min, as a fraction of the data's spread
 LANGEVIN_STEP_RATIO = 0.5               # default ε = this × σ_L²: the step at level i is α_i = 0.5 σ_i²
 SAMPLING_ITERATIONS = 100               # Langevin steps per noise level (10 levels: 1000 steps)
-SAMPLERS = ("pc", "langevin")           # reverse diffusion between the levels; the course's annealed Langevin
-SAMPLER = "pc"                          # the default recipe's (README: it keeps a mixture's weights)
+SAMPLERS = ("langevin", "pc")           # the course's annealed Langevin; reverse diffusion between the levels
+SAMPLER = "langevin"                    # the default recipe's: pc keeps a mixture's weights, but its samples are
+                                        # farther from fresh data on the CS446 cloud and the moons (README)
 SNAPSHOT_STEPS = (0, 200, 400, 600, 800)  # the Spring-2024 handout's snapshot figure, plus the final samples
 TRACKED_POINTS = 2000                   # the trajectory (for the figures) is kept for this many samples
 EVAL_SIZE = 2000                        # evaluation compares batches of 2000 samples with 2000 fresh data points,
@@ -1058,12 +1063,11 @@ def restore(out_dir: Path, device: str = "auto") -> tuple[ScoreMatching, dict, P
 
 def sampling_defaults(sm: ScoreMatching, state: dict, sampler: Optional[str], lr: Optional[float],
                       seed: Optional[int]) -> tuple[str, float, int]:
-    """The sampler, its Langevin ε and the seed to sample with: the given ones, else the recipe's sampler (SAMPLER;
-    the Spring-2024 recipe's is its handout's annealed Langevin dynamics), ε = LANGEVIN_STEP_RATIO · σ_L² (each
-    level then steps with α_i = LANGEVIN_STEP_RATIO · σ_i²) or the Spring-2024 sampler's SP24_EPS, and the
-    training seed."""
+    """The sampler, its Langevin ε and the seed to sample with: the given ones, else SAMPLER (for the Spring-2024
+    recipe its handout's), ε = LANGEVIN_STEP_RATIO · σ_L² (each level then steps with α_i = LANGEVIN_STEP_RATIO ·
+    σ_i²) or the Spring-2024 sampler's SP24_EPS, and the training seed."""
     sp24 = state["config"]["recipe"] == "sp24"
-    sampler = ("langevin" if sp24 else SAMPLER) if sampler is None else sampler
+    sampler = SAMPLER if sampler is None else sampler
     # pc starts from the data blurred by σ_max seen as one blob, as far as σ_max reaches beyond the data
     require(not (sp24 and sampler == "pc"), "--sampler pc needs σ_max as large as the data (this script's recipe): "
                                             "the Spring-2024 recipe's σ_max is 0.3; sample it with --sampler langevin")
@@ -1210,10 +1214,10 @@ app = App(help="Score-based diffusion on 2-D points: denoising score matching an
 OUT_DIR = typer.Option(Path("outputs/diffusion"), help="Folder for model.pt, samples.npy, the figures and "
                                                        "metrics.json.")
 N_SAMPLES = typer.Option(2000, min=2, help="How many samples to generate.")
-SAMPLER_OPTION = typer.Option(None, "--sampler", help="pc: reverse diffusion from each noise level to the next, "
-                                                     "then Langevin dynamics at the smallest (it keeps a mixture's "
-                                                     "weights); langevin: the course's annealed Langevin dynamics "
-                                                     "[default: pc; --recipe sp24: langevin, its handout's].")
+SAMPLER_OPTION = typer.Option(None, "--sampler", help="langevin: the course's annealed Langevin dynamics (it evens "
+                                                     "out a mixture's weights); pc: reverse diffusion from each "
+                                                     "noise level to the next, then Langevin dynamics at the "
+                                                     "smallest (it keeps them) [default: langevin].")
 SAMPLING_ITERATIONS_OPTION = typer.Option(SAMPLING_ITERATIONS, min=1, help="Steps per noise level (T): Langevin steps "
                                                                            "at each (langevin); reverse-diffusion "
                                                                            "steps to the next, and T Langevin steps "
@@ -1238,7 +1242,7 @@ def train(ctx: typer.Context, settings: dict, out_dir: Path = OUT_DIR, device: s
 def sample(n_samples: int = N_SAMPLES, sampler: Optional[str] = SAMPLER_OPTION,
            sampling_iterations: int = SAMPLING_ITERATIONS_OPTION, sampling_lr: Optional[float] = SAMPLING_LR,
            out_dir: Path = OUT_DIR, seed: Optional[int] = SAMPLING_SEED, device: str = DEVICE) -> None:
-    """Sample (reverse diffusion, or annealed Langevin dynamics); write samples.npy, the figures and metrics.json.
+    """Sample (annealed Langevin dynamics, or reverse diffusion); write samples.npy, the figures and metrics.json.
 
     Trains a model with the default settings first when --out-dir has none.
     """

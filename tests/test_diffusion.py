@@ -157,9 +157,10 @@ def test_default_recipe_score_field_points_toward_the_data(hw5_diffusion, traine
     assert grid.shape == scores.shape and grid.shape[1] == 2 and len(grid) >= 100
 
 
-def test_default_recipe_samples_match_the_data(hw5_diffusion, trained):
+@pytest.mark.parametrize("sampler", ["langevin", "pc"])
+def test_default_recipe_samples_match_the_data(hw5_diffusion, trained, sampler):
     sm, state, cloud = trained
-    sampler, lr, seed = hw5_diffusion.sampling_defaults(sm, state, None, None, None)
+    _, lr, seed = hw5_diffusion.sampling_defaults(sm, state, sampler, None, None)
     samples, _ = hw5_diffusion.generate(sm, 4000, sampler, hw5_diffusion.SAMPLING_ITERATIONS, lr, seed)
     assert samples.shape == (4000, 2) and torch.isfinite(samples).all()
     # two batches of 2000 against 10 fresh draws: a perfect sampler scores 0.7x-1.5x the floor in 90% of runs
@@ -287,7 +288,7 @@ def assert_one_line_error(result, fragment: str):
     assert len(lines) == 1 and lines[0].startswith("Error:") and fragment in lines[0], result.stderr
 
 
-def test_cli_train_sample_plot_evaluate_resume(hw5_diffusion, run, tmp_path):
+def test_cli_train_sample_plot_evaluate_resume(hw5_diffusion, run, tmp_path, figure_spy):
     out = tmp_path / "run"
     small = ("--n-points", 300, "--out-dir", out)
     assert run("train", "--iterations", 30, *small).exit_code == 0
@@ -295,9 +296,13 @@ def test_cli_train_sample_plot_evaluate_resume(hw5_diffusion, run, tmp_path):
     assert {"model", "config", "noise_levels"} <= set(state) and state["iteration"] == 30
     levels = state["noise_levels"]
     assert len(levels) == 10 and levels[0] > levels[-1]
-    result = run("sample", "--n-samples", 300, "--sampling-iterations", 3, "--out-dir", out)
+    result = run("sample", "--sampler", "pc", "--n-samples", 300, "--sampling-iterations", 3, "--out-dir", out)
     assert result.exit_code == 0, result.output
     assert np.load(out / "samples.npy").shape == (300, 2)
+    # pc's snapshots: 3 predictor steps from each level to the next, then 3 Langevin steps at the smallest (30)
+    snapshots = next(fig for fig in figure_spy if fig._suptitle and "Reverse diffusion" in fig._suptitle.get_text())
+    titles = [ax.get_title() for ax in snapshots.axes if ax.get_title()]
+    assert titles[1] == f"step 6 (σ = {levels[2].item():.2g})" and titles[-1] == "final: step 30, then denoised"
     metrics = json.loads((out / "metrics.json").read_text())
     for key in ("sliced_w2", "energy_distance", "floor_sliced_w2", "floor_energy_distance", "train_seconds",
                 "dataset"):
@@ -309,6 +314,7 @@ def test_cli_train_sample_plot_evaluate_resume(hw5_diffusion, run, tmp_path):
     assert (out / "sampling.gif").stat().st_size > 5_000
     assert run("plot-score", "--sigma", 0.2, "--out-dir", out).exit_code == 0
     assert run("evaluate", "--sampling-iterations", 2, "--out-dir", out).exit_code == 0
+    assert json.loads((out / "metrics.json").read_text())["sampler"] == "langevin"  # the default
     assert run("sample", "--n-samples", 2, "--sampling-iterations", 2, "--out-dir", out).exit_code == 0  # < 8 paths
     assert np.load(out / "samples.npy").shape == (2, 2)
     result = run("train", "--resume", "--iterations", 45, "--lr", 0.1, "--no-sigma-weighted", "--out-dir", out)
@@ -473,7 +479,7 @@ def bad_files(tmp_path):
     (("train", "--device", "tpu"), "unknown device"),
     (("train", "--seed", str(2**64)), "--seed must be between 0 and 2**64 - 1"),
     (("sample", "--sampling-lr", "-1"), "--sampling-lr must be > 0"),
-    (("evaluate", "--sampler", "euler"), "--sampler must be one of pc, langevin, got 'euler'"),
+    (("evaluate", "--sampler", "euler"), "--sampler must be one of langevin, pc, got 'euler'"),
     (("sample", "--seed", "-1"), "--seed must be between 0 and 2**64 - 3, got -1"),  # checked before training
     (("evaluate", "--seed", str(2**64 - 2)), "--seed must be between 0 and 2**64 - 3"),  # it seeds seed + 2
     (("plot-score", "--sigma", "0"), "--sigma must be > 0"),
