@@ -2,7 +2,7 @@
 
     python hw5_diffusion.py train                 # about 35 s on a laptop CPU; writes outputs/diffusion/model.pt
     python hw5_diffusion.py sample                # samples, figures and metrics.json (trains first if needed)
-    python hw5_diffusion.py sample --sampler langevin   # the course's annealed Langevin dynamics at every level
+    python hw5_diffusion.py sample --sampler pc   # reverse diffusion between the levels: keeps a mixture's weights
     python hw5_diffusion.py train --data my.npy   # your own (N, 2) points instead of the "CS446" cloud
     python hw5_diffusion.py plot-score --sigma 0.05
     python hw5_diffusion.py evaluate              # sliced W2 and energy distance next to the real-vs-real floor
@@ -1063,12 +1063,12 @@ def restore(out_dir: Path, device: str = "auto") -> tuple[ScoreMatching, dict, P
 
 def sampling_defaults(sm: ScoreMatching, state: dict, sampler: Optional[str], lr: Optional[float],
                       seed: Optional[int]) -> tuple[str, float, int]:
-    """The sampler, its Langevin ε and the seed to sample with: the given ones, else SAMPLER (for the Spring-2024
-    recipe its handout's), ε = LANGEVIN_STEP_RATIO · σ_L² (each level then steps with α_i = LANGEVIN_STEP_RATIO ·
-    σ_i²) or the Spring-2024 sampler's SP24_EPS, and the training seed."""
+    """The sampler, its Langevin ε and the seed to sample with: the given ones, else SAMPLER, ε =
+    LANGEVIN_STEP_RATIO · σ_L² (each level then steps with α_i = LANGEVIN_STEP_RATIO · σ_i²) or the Spring-2024
+    sampler's SP24_EPS, and the training seed. pc starts from the data blurred by σ_max seen as one Gaussian blob,
+    which it is only when σ_max spans the data: not for the Spring-2024 recipe (a one-line error)."""
     sp24 = state["config"]["recipe"] == "sp24"
     sampler = SAMPLER if sampler is None else sampler
-    # pc starts from the data blurred by σ_max seen as one blob, as far as σ_max reaches beyond the data
     require(not (sp24 and sampler == "pc"), "--sampler pc needs σ_max as large as the data (this script's recipe): "
                                             "the Spring-2024 recipe's σ_max is 0.3; sample it with --sampler langevin")
     default = SP24_EPS if sp24 else LANGEVIN_STEP_RATIO * sm.noise_levels.min().item() ** 2
