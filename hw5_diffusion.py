@@ -2,9 +2,11 @@
 
     python hw5_diffusion.py train                 # about 35 s on a laptop CPU; writes outputs/diffusion/model.pt
     python hw5_diffusion.py sample                # samples, figures and metrics.json (trains first if needed)
+    python hw5_diffusion.py sample --sampler pc   # reverse diffusion between the levels: keeps a mixture's weights
     python hw5_diffusion.py train --data my.npy   # your own (N, 2) points instead of the "CS446" cloud
     python hw5_diffusion.py plot-score --sigma 0.05
     python hw5_diffusion.py evaluate              # sliced W2 and energy distance next to the real-vs-real floor
+                                                  # (for --data, against the fifth of the file held out)
     python hw5_diffusion.py train --recipe sp24 --out-dir outputs/diffusion-sp24   # the Spring-2024 handout's
                                                   # ScoreNet, loss and sampler on create_samples()
 
@@ -18,7 +20,9 @@ each level, from the largest to the smallest, T steps x ← x + a_i s_θ(x, σ_i
 proportional to σ_i² (Fall 2022 writes a_i = α_i / 2, α_i = ε σ_i² / σ_L²; Spring 2024 a_i = ε σ_i² / σ_L²).
 What makes the default recipe good in a minute of CPU (see the README for measurements): inputs and noise levels
 measured in units of the data's spread, random Fourier features, the EDM/NCSNv2 output scaling, the
-σ²-weighted loss, a high learning rate decayed to zero, an EMA of the weights, and one final denoising step.
+σ²-weighted loss, a high learning rate decayed to zero, an EMA of the weights, one final denoising step, and
+optionally (`--sampler pc`, `predictor_corrector`) reverse diffusion between the levels, which keeps a mixture's
+weights where annealed Langevin dynamics evens them out.
 """
 from __future__ import annotations
 
@@ -95,11 +99,17 @@ SNAPSHOT_EVERY = 100                    # iterations between in-memory checkpoin
 SIGMA_MIN_FRACTION = 0.01               # default σ_min, as a fraction of the data's spread
 LANGEVIN_STEP_RATIO = 0.5               # default ε = this × σ_L²: the step at level i is α_i = 0.5 σ_i²
 SAMPLING_ITERATIONS = 100               # Langevin steps per noise level (10 levels: 1000 steps)
+SAMPLERS = ("langevin", "pc")           # the course's annealed Langevin; reverse diffusion between the levels
+SAMPLER = "langevin"                    # the default recipe's: pc keeps a mixture's weights, but its samples are
+                                        # farther from fresh data on the CS446 cloud and the moons (README)
 SNAPSHOT_STEPS = (0, 200, 400, 600, 800)  # the Spring-2024 handout's snapshot figure, plus the final samples
 TRACKED_POINTS = 2000                   # the trajectory (for the figures) is kept for this many samples
 EVAL_SIZE = 2000                        # evaluation compares batches of 2000 samples with 2000 fresh data points,
 EVAL_BATCHES = 5                        # five such batches (10 000 samples),
 EVAL_DRAWS = 40                         # against 40 fresh data draws; the floor averages 40 pairs of data draws
+HOLDOUT_FRACTION = 0.2                  # of a --data file's points, held out for evaluation: training never sees them
+HOLDOUT_SEED = 0                        # the split's seed: one split per file, whatever --seed
+MIN_FILE_POINTS = 10                    # a --data file needs this many points (2 of them held out)
 # The Spring-2024 handout's recipe (question 5): ScoreNet(8 layers, 128 wide) on create_samples(), its loss, σ from
 # 0.3 to 0.01, and its sampler (x_0 ~ N(0, I), ε = 2e-5); the options typed replace these values. Two changes, both
 # measured (README): Adam at 2e-3 with this script's warm-up and cosine decay, where the handout's constant 0.01
@@ -425,6 +435,44 @@ def main_sp24() -> None:
 
 
 # ----------------------------------------------------------------------------------------------------
+# Not part of the homework: a predictor-corrector sampler, which keeps a mixture's weights
+
+
+@torch.no_grad()
+def predictor_corrector(sm: ScoreMatching, x: torch.Tensor, iterations: int, lr: float,
+                        return_trajectory: bool = False):
+    """Predictor-corrector sampling (Song et al. 2021) from x (N, 2), drawn from the data blurred by the largest of
+    sm's noise levels -> samples (N, 2). Predictor: the reverse diffusion from each level σ_i to the next, in
+    `iterations` geometrically spaced steps σ -> σ' of
+        x ← x + (σ² − σ'²) s_θ(x, σ) + √(σ² − σ'²) z,   z ~ N(0, I),
+    which undo the adding of noise of variance σ² − σ'². Corrector: the course's `langevin_dynamics_sample` at
+    the smallest level (`iterations` steps at step size lr), with its denoising step.
+    return_trajectory: also every iterate, (L · iterations + 1, N, 2) on the CPU (x first).
+
+    Annealed Langevin dynamics has to move samples between a mixture's modes at every level, which it cannot once
+    the modes part: finitely many steps leave the modes' shares where a coarser level had them, nearer to equal
+    (README, Diffusion). The predictor moves every sample as the blurred data changes, so the samples follow the
+    blurred data at every σ without crossing between modes by chance; at the smallest level, where the modes are
+    far apart, Langevin dynamics only sharpens each mode's shape.
+    """
+    levels = sm.noise_levels.sort(descending=True).values
+    steps = torch.cat([levels[:1]] + [generate_noise_levels(high, low, iterations + 1)[1:]
+                                      for high, low in zip(levels[:-1].tolist(), levels[1:].tolist())]).tolist()
+    trajectory = [x.cpu()] if return_trajectory else []
+    for sigma, lower in zip(steps[:-1], steps[1:]):
+        variance = sigma ** 2 - lower ** 2
+        x = x + variance * sm.scorenet(x, sigma) + math.sqrt(variance) * torch.randn_like(x)
+        if return_trajectory:
+            trajectory.append(x.cpu())
+    corrected = sm.langevin_dynamics_sample(x, levels[-1:], iterations, lr, denoise=True,
+                                            return_trajectory=return_trajectory)
+    if not return_trajectory:
+        return corrected
+    samples, corrector_path = corrected  # which starts where the predictor ended
+    return samples, torch.cat([torch.stack(trajectory), corrector_path[1:]])
+
+
+# ----------------------------------------------------------------------------------------------------
 # Data: the "CS446" glyph cloud, classic 2-D sets, or the user's (N, 2) .npy file
 
 GLYPH_TEXT = "CS446"
@@ -487,13 +535,15 @@ def sample_rings(n: int, generator: torch.Generator) -> torch.Tensor:
     return radius[:, None] * circle + 0.05 * torch.randn(n, 2, generator=generator)
 
 
-def gaussian_mixture(centers: list, weights: list, std: float) -> tuple[Callable, torch.Tensor, torch.Tensor]:
-    """A sampler (n, generator) -> (n, 2) of Σ_k w_k N(c_k, std² I), with its centers (K, 2) and weights (K,)."""
-    centers, weights = torch.tensor(centers, dtype=torch.float32), torch.tensor(weights, dtype=torch.float32)
+def gaussian_mixture(centers: Any, weights: Any, std: Any) -> tuple[Callable, torch.Tensor, torch.Tensor]:
+    """A sampler (n, generator) -> (n, 2) of Σ_k w_k N(c_k, std_k² I), with its centers (K, 2) and weights (K,).
+    std: one spread for every mode, or one per mode (K,)."""
+    centers, weights = torch.as_tensor(centers, dtype=torch.float32), torch.as_tensor(weights, dtype=torch.float32)
+    stds = torch.as_tensor(std, dtype=torch.float32).expand(len(centers))
 
     def sample(n: int, generator: torch.Generator) -> torch.Tensor:
         component = torch.multinomial(weights, n, replacement=True, generator=generator)
-        return centers[component] + std * torch.randn(n, 2, generator=generator)
+        return centers[component] + stds[component, None] * torch.randn(n, 2, generator=generator)
 
     return sample, centers, weights
 
@@ -526,24 +576,56 @@ MODES = {"8gaussians": (EIGHT_CENTERS, EIGHT_WEIGHTS), "mixture": (MIXTURE_CENTE
 
 @dataclass
 class PointCloud:
-    """A 2-D data set: its training points (N, 2) and fresh draws from the same distribution.
+    """A 2-D data set: its training points (N, 2) and the points evaluation compares samples with.
 
-    Built-in sets draw fresh points from their generator; a file can only be resampled (with replacement).
+    A built-in set draws fresh points from its generator, `sampler`. A file keeps `held_out` points (M, 2) that
+    training never sees (`hold_out`); a file run saved before hold-out existed can only resample its training points.
+    modes: (centers (K, 2), weights (K,)) of a mixture, whose samples' shares evaluation then measures.
     """
     name: str
     points: torch.Tensor
     sampler: Optional[Callable] = None
-
-    def draw(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        """n fresh data points -> (n, 2) on the CPU."""
-        if self.sampler is not None:
-            return self.sampler(n, generator)
-        return self.points.cpu()[torch.randint(len(self.points), (n,), generator=generator)]
+    modes: Optional[tuple[torch.Tensor, torch.Tensor]] = None
+    held_out: Optional[torch.Tensor] = None
 
     @property
-    def modes(self) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
-        """(centers (K, 2), weights (K,)) for the mixture data sets, else None."""
-        return MODES.get(self.name) if self.sampler is not None else None
+    def floor(self) -> str:
+        """What the real-vs-real floor compares, in words (metrics.json's "floor")."""
+        if self.sampler is not None:
+            return "fresh draws of the built-in set"
+        if self.held_out is not None:
+            return "training points against the held-out points of the file"
+        return "resampled training points of the file (a run saved before hold-out: train again for an honest floor)"
+
+    def draw(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """n points of the data's distribution, independent of `reference`'s -> (n, 2) on the CPU: fresh ones, or
+        n distinct training points of a file (resampled ones for a run saved without held-out points)."""
+        if self.sampler is not None:
+            return self.sampler(n, generator)
+        if self.held_out is not None:
+            return self.points.cpu()[torch.randperm(len(self.points), generator=generator)[:n]]
+        return self.points.cpu()[torch.randint(len(self.points), (n,), generator=generator)]
+
+    def reference(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """n points to compare samples with -> (n, 2): fresh draws, or n of a file's held-out points."""
+        if self.held_out is None:
+            return self.draw(n, generator)
+        return self.held_out.cpu()[torch.randperm(len(self.held_out), generator=generator)[:n]]
+
+
+def builtin_cloud(name: str, points: torch.Tensor) -> PointCloud:
+    """A built-in data set's training points (N, 2) with its generator and, for a mixture, its modes."""
+    return PointCloud(name, points, DATASETS[name], MODES.get(name))
+
+
+def hold_out(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A file's points (N, 2) -> training points (N − M, 2) and held-out points (M, 2), M = HOLDOUT_FRACTION · N
+    rounded, both in the file's order. The split is seeded by HOLDOUT_SEED alone: the same for every run on the
+    file, whatever its --seed."""
+    held = torch.zeros(len(points), dtype=torch.bool)
+    order = torch.randperm(len(points), generator=torch.Generator().manual_seed(HOLDOUT_SEED))
+    held[order[:round(HOLDOUT_FRACTION * len(points))]] = True
+    return points[~held], points[held]
 
 
 def read_points(path: Path) -> torch.Tensor:
@@ -558,10 +640,11 @@ def read_points(path: Path) -> torch.Tensor:
     if not isinstance(array, np.ndarray):  # an .npz archive
         array.close()
         raise UserError(f"{path} is an .npz archive: {expected}")
-    require(array.ndim == 2 and array.shape[1] == 2 and len(array) >= 2,
-            f"{path} holds an array of shape {array.shape}: {expected}, N >= 2")
+    require(array.ndim == 2 and array.shape[1] == 2, f"{path} holds an array of shape {array.shape}: {expected}")
     require(np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating),
             f"{path} holds {array.dtype} values: {expected}")
+    require(len(array) >= MIN_FILE_POINTS, f"{path} holds {len(array)} points: at least {MIN_FILE_POINTS} are needed "
+                                           f"(a fifth of them is held out for evaluation)")
     points = torch.as_tensor(array.astype(np.float32))
     require(bool(torch.isfinite(points).all()), f"{path} contains NaN or infinite values: remove them first")
     require(bool(points.var(0).sum() > 0), f"all points in {path} are the same: nothing to learn")
@@ -571,12 +654,12 @@ def read_points(path: Path) -> torch.Tensor:
 def load_points(cfg: Config) -> PointCloud:
     """The training data the config names: `cfg.data` (a file) if given, else `cfg.n_points` of `cfg.dataset`."""
     if cfg.data:
-        return PointCloud(cfg.data, read_points(Path(cfg.data)))
+        points, held_out = hold_out(read_points(Path(cfg.data)))
+        return PointCloud(cfg.data, points, held_out=held_out)
     require(cfg.dataset in DATASETS, f"unknown dataset '{cfg.dataset}': use one of {', '.join(DATASETS)}, "
                                      f"or --data FILE.npy")
     require(cfg.n_points >= 2, f"--n-points must be >= 2, got {cfg.n_points}")
-    sampler = DATASETS[cfg.dataset]
-    return PointCloud(cfg.dataset, sampler(cfg.n_points, torch.Generator().manual_seed(cfg.seed)), sampler)
+    return builtin_cloud(cfg.dataset, DATASETS[cfg.dataset](cfg.n_points, torch.Generator().manual_seed(cfg.seed)))
 
 
 def data_spread(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -628,9 +711,11 @@ def ema_of(scorenet: nn.Module, decay: float) -> AveragedModel:
 def training_state(sm: ScoreMatching, ema: AveragedModel, optimizer: torch.optim.Optimizer, cfg: Config,
                    cloud: PointCloud, iteration: int, history: list, train_seconds: float) -> dict:
     """Everything a checkpoint holds: the EMA weights (`model`, used for sampling), the settings, the noise levels,
-    the training points, and what --resume needs (online weights, optimizer, progress, RNG states)."""
+    the training points, a file's held-out points (None for a built-in set), and what --resume needs (online
+    weights, optimizer, progress, RNG states)."""
+    held_out = None if cloud.held_out is None else cloud.held_out.cpu()
     return {"model": ema.module.state_dict(), "config": asdict(cfg), "noise_levels": sm.noise_levels.cpu(),
-            "data": cloud.points.cpu(), "online_model": sm.scorenet.state_dict(),
+            "data": cloud.points.cpu(), "held_out": held_out, "online_model": sm.scorenet.state_dict(),
             "ema_count": int(ema.n_averaged), "optimizer": optimizer.state_dict(), "iteration": iteration,
             "history": history, "rng": get_rng_state(), "train_seconds": train_seconds}
 
@@ -715,26 +800,30 @@ def evaluate(samples: torch.Tensor, cloud: PointCloud, seed: int = 0, size: int 
              draws: int = EVAL_DRAWS) -> dict:
     """Distances of samples (n, 2) from the data, and their floor: the same distances between two data draws.
 
-    The samples are cut into batches of `size` (all of them if fewer); each of `draws` fresh draws of `size`
-    data points is compared with one batch in turn. The floor compares `draws` pairs of independent data
-    draws of `size` points: as close as `size` samples of the true distribution get on average. Both are
+    The samples are cut into batches of `size` (all of them if fewer); each of `draws` references of `size`
+    points (`PointCloud.reference`: fresh draws of a built-in set, a file's held-out points) is compared with one
+    batch in turn. The floor compares each reference with an independent draw of `size` points (fresh, or
+    training points of a file): as close as `size` samples of the true distribution get on average. Both are
     averaged in squares. One batch of 2000 alone would be noisy: in 90% of runs, a perfect sampler (true data)
-    scores 0.75x-1.55x the floor; five batches narrow that to 0.85x-1.15x (measured on the CS446 cloud).
-    For mixture data sets, also the share of samples nearest each mode.
+    scores 0.75x-1.55x the floor; five batches narrow that to 0.85x-1.15x (measured on the CS446 cloud). A file
+    compares batches of at most its M held-out points: its floor is higher, and a sampler's faults weigh less
+    against it than against fresh draws of 2000. For mixtures, also the share of samples nearest each mode.
     """
     generator = torch.Generator().manual_seed(seed)
     samples = samples.detach().float().cpu()
     size = min(size, len(samples))
+    if cloud.held_out is not None:  # every reference is (a subset of) the same held-out points
+        size = min(size, len(cloud.held_out))
     batches = samples[:len(samples) // size * size].split(size)
-    # each fresh draw is compared both with a batch of samples and with another fresh draw: the two averages
-    # share the draws' own ups and downs, which steadies their ratio
-    references, others = [cloud.draw(size, generator) for _ in range(draws)], \
+    # each reference is compared both with a batch of samples and with an independent data draw: the two averages
+    # share the references' own ups and downs, which steadies their ratio
+    references, others = [cloud.reference(size, generator) for _ in range(draws)], \
         [cloud.draw(size, generator) for _ in range(draws)]
 
     def rms(values: list[float]) -> float:
         return math.sqrt(sum(value ** 2 for value in values) / len(values))
 
-    metrics = {"dataset": cloud.name, "n_samples": len(samples), "comparison_size": size}
+    metrics = {"dataset": cloud.name, "n_samples": len(samples), "comparison_size": size, "floor": cloud.floor}
     for name, distance in (("sliced_w2", sliced_w2), ("energy_distance", energy_distance)):
         metrics[name] = rms([distance(batches[k % len(batches)], ref) for k, ref in enumerate(references)])
         metrics[f"floor_{name}"] = rms([distance(other, ref) for other, ref in zip(others, references)])
@@ -808,9 +897,9 @@ def step_title(step: int, levels: torch.Tensor, steps_per_level: int) -> str:
 
 
 def plot_snapshots(trajectory: torch.Tensor, samples: torch.Tensor, levels: torch.Tensor, data: torch.Tensor,
-                   path: Path, final: str = "then denoised") -> Path:
-    """Samples at Langevin steps 0, 200, ..., 800 and the final ones (`final`: what came after the last step, for the
-    title). trajectory (L · T + 1, n, 2)."""
+                   path: Path, final: str = "then denoised", method: str = "Annealed Langevin dynamics") -> Path:
+    """Samples at steps 0, 200, ..., 800 and the final ones (`final`: what came after the last step, and `method`,
+    the sampler, for the titles). trajectory (L · T + 1, n, 2); levels (L,): the level each T steps end at."""
     steps = snapshot_steps(len(trajectory) - 1)
     low, high = padded_bounds(data)
     cols = 2 if (high[0] - low[0]) > 1.8 * (high[1] - low[1]) else 3
@@ -822,7 +911,7 @@ def plot_snapshots(trajectory: torch.Tensor, samples: torch.Tensor, levels: torc
     for ax, points, title in zip(axes.flat, frames, titles):
         ax.scatter(*points.cpu().T, s=1.5, color="tab:red", rasterized=True)
         ax.set_title(title)
-    fig.suptitle("Annealed Langevin dynamics: the samples as the noise level decreases")
+    fig.suptitle(f"{method}: the samples as the noise level decreases")
     return save_figure(fig, path)
 
 
@@ -929,7 +1018,8 @@ def run_training(cfg: Config, out_dir: Path, device: str = "auto", resume: bool 
                            cfg.iterations, ignored_on_resume)
         ema.n_averaged.fill_(saved["ema_count"])
     levels = sm.noise_levels
-    note(f"training on {len(cloud.points)} points of {cloud.name}, {len(levels)} noise levels "
+    held_out = "" if cloud.held_out is None else f" ({len(cloud.held_out)} more held out for evaluation)"
+    note(f"training on {len(cloud.points)} points of {cloud.name}{held_out}, {len(levels)} noise levels "
          f"{levels.max().item():.3g} -> {levels.min().item():.3g}, device {dev}, out-dir {out_dir}")
     checkpointer = run.checkpointer(cfg, saved)
     state = fit(sm, ema, optimizer, cloud, cfg, checkpointer, state)
@@ -944,13 +1034,13 @@ def run_training(cfg: Config, out_dir: Path, device: str = "auto", resume: bool 
 
 
 def saved_cloud(cfg: Config, state: dict) -> PointCloud:
-    """The training data stored in a checkpoint (`cfg`: its settings), with fresh draws from its generator for a
-    built-in set."""
+    """The training data stored in a checkpoint (`cfg`: its settings), with a file's held-out points or a built-in
+    set's generator."""
     if cfg.data:
-        return PointCloud(cfg.data, state["data"])
+        return PointCloud(cfg.data, state["data"], held_out=state.get("held_out"))
     require(cfg.dataset in DATASETS,
             f"the checkpoint names an unknown dataset {cfg.dataset!r}: train again with --overwrite")
-    return PointCloud(cfg.dataset, state["data"], DATASETS[cfg.dataset])
+    return builtin_cloud(cfg.dataset, state["data"])
 
 
 def restore(out_dir: Path, device: str = "auto") -> tuple[ScoreMatching, dict, PointCloud]:
@@ -971,13 +1061,18 @@ def restore(out_dir: Path, device: str = "auto") -> tuple[ScoreMatching, dict, P
     return ScoreMatching(scorenet.to(dev), levels.to(dev)), state, saved_cloud(cfg, state)
 
 
-def sampling_defaults(sm: ScoreMatching, state: dict, lr: Optional[float], seed: Optional[int]) -> tuple[float, int]:
-    """The Langevin ε and the seed to sample with: the given ones, else ε = LANGEVIN_STEP_RATIO · σ_L² (each
-    level then steps with α_i = LANGEVIN_STEP_RATIO · σ_i²), or the Spring-2024 sampler's SP24_EPS, and the
-    training seed."""
+def sampling_defaults(sm: ScoreMatching, state: dict, sampler: Optional[str], lr: Optional[float],
+                      seed: Optional[int]) -> tuple[str, float, int]:
+    """The sampler, its Langevin ε and the seed to sample with: the given ones, else SAMPLER, ε =
+    LANGEVIN_STEP_RATIO · σ_L² (each level then steps with α_i = LANGEVIN_STEP_RATIO · σ_i²) or the Spring-2024
+    sampler's SP24_EPS, and the training seed. pc starts from the data blurred by σ_max seen as one Gaussian blob,
+    which it is only when σ_max spans the data: not for the Spring-2024 recipe (a one-line error)."""
     sp24 = state["config"]["recipe"] == "sp24"
+    sampler = SAMPLER if sampler is None else sampler
+    require(not (sp24 and sampler == "pc"), "--sampler pc needs σ_max as large as the data (this script's recipe): "
+                                            "the Spring-2024 recipe's σ_max is 0.3; sample it with --sampler langevin")
     default = SP24_EPS if sp24 else LANGEVIN_STEP_RATIO * sm.noise_levels.min().item() ** 2
-    return default if lr is None else lr, state["config"]["seed"] if seed is None else seed
+    return sampler, default if lr is None else lr, state["config"]["seed"] if seed is None else seed
 
 
 def draw_score_field(sm: ScoreMatching, points: torch.Tensor, out_dir: Path, recipe: str,
@@ -992,21 +1087,27 @@ def draw_score_field(sm: ScoreMatching, points: torch.Tensor, out_dir: Path, rec
     return path
 
 
-def generate(sm: ScoreMatching, n: int, iterations: int, lr: float, seed: int, tracked: int = 0,
-             recipe: str = "ours") -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """n samples from annealed Langevin dynamics -> samples (n, 2) on the CPU, and the trajectory of the first
-    `tracked` of them (L · iterations + 1, tracked, 2), or None if tracked is 0. A `UserError` if the dynamics
-    diverged (ε too large for the model).
+def generate(sm: ScoreMatching, n: int, sampler: str, iterations: int, lr: float, seed: int,
+             tracked: int = 0, recipe: str = "ours") -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """n samples -> samples (n, 2) on the CPU, and the trajectory of the first `tracked` of them (every state, the
+    start first), or None if tracked is 0. A `UserError` if the dynamics diverged (ε too large for the model).
 
-    The default recipe starts from `initial_random_samples` and ends with the denoising step; the Spring-2024
-    recipe runs its handout's sampler: x_0 ~ N(0, I), steps ε σ_i² / σ_L² (Fall 2022's lr = 2ε), no denoising.
+    sampler "langevin": annealed Langevin dynamics, `iterations` steps per level at step size lr. The default
+    recipe starts from `initial_random_samples` and ends with the denoising step; the Spring-2024 recipe runs its
+    handout's sampler: x_0 ~ N(0, I), steps ε σ_i² / σ_L² (Fall 2022's lr = 2ε), no denoising.
+    "pc": `predictor_corrector` (`iterations` steps from each level to the next, then as many Langevin steps at
+    the smallest level at step size lr), from the data blurred by σ_max seen as one blob, N(c, (s² + σ_max²) I).
     """
     seed_everything(seed)
     sp24 = recipe == "sp24"
     device = next(sm.scorenet.parameters()).device
-    start = torch.randn(n, 2, device=device) if sp24 else sm.initial_random_samples(n)
-    run = functools.partial(sm.langevin_dynamics_sample, noise_levels=sm.noise_levels, iterations=iterations,
-                            lr=2 * lr if sp24 else lr, denoise=not sp24)
+    if sampler == "pc":
+        start = sm.scorenet.center + sm.prior_spread() * torch.randn(n, 2, device=device)
+        run = functools.partial(predictor_corrector, sm, iterations=iterations, lr=lr)
+    else:
+        start = torch.randn(n, 2, device=device) if sp24 else sm.initial_random_samples(n)
+        run = functools.partial(sm.langevin_dynamics_sample, noise_levels=sm.noise_levels, iterations=iterations,
+                                lr=2 * lr if sp24 else lr, denoise=not sp24)
     samples, trajectory = run(start[:tracked], return_trajectory=True) if tracked else (run(start), None)
     if n > tracked > 0:
         samples = torch.cat([samples, run(start[tracked:])])
@@ -1022,28 +1123,30 @@ def generate(sm: ScoreMatching, n: int, iterations: int, lr: float, seed: int, t
     return samples.cpu(), trajectory
 
 
-def check_sampling_options(n_samples: int, iterations: int, lr: Optional[float], seed: Optional[int]) -> None:
+def check_sampling_options(n_samples: int, sampler: Optional[str], iterations: int, lr: Optional[float],
+                           seed: Optional[int]) -> None:
     """One-line errors for sampling options out of range (before anything is trained or written)."""
     require(n_samples >= 2, f"--n-samples must be >= 2, got {n_samples}")
+    require(sampler in (None, *SAMPLERS), f"--sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
     require(iterations >= 1, f"--sampling-iterations must be >= 1, got {iterations}")
     require(lr is None or (math.isfinite(lr) and lr > 0), f"--sampling-lr must be > 0, got {lr}")
     if seed is not None:  # generate and evaluate seed torch with seed, seed + 1 and seed + 2
         require(0 <= seed <= 2**64 - 3, f"--seed must be between 0 and 2**64 - 3, got {seed}")
 
 
-def evaluate_and_save(sm: ScoreMatching, cloud: PointCloud, state: dict, out_dir: Path, iterations: int, lr: float,
-                      seed: int, samples: Optional[torch.Tensor] = None) -> dict:
+def evaluate_and_save(sm: ScoreMatching, cloud: PointCloud, state: dict, out_dir: Path, sampler: str, iterations: int,
+                      lr: float, seed: int, samples: Optional[torch.Tensor] = None) -> dict:
     """Evaluate EVAL_BATCHES x EVAL_SIZE samples (the given ones, topped up with fresh ones) against the data;
     write out_dir/metrics.json and print the summary. Returns the metrics."""
     samples = torch.empty(0, 2) if samples is None else samples
     missing = EVAL_BATCHES * EVAL_SIZE - len(samples)
     if missing > 0:
-        samples = torch.cat([samples, generate(sm, missing, iterations, lr, seed + 1,
+        samples = torch.cat([samples, generate(sm, missing, sampler, iterations, lr, seed + 1,
                                                recipe=state["config"]["recipe"])[0]])
     metrics = evaluate(samples, cloud, seed=seed + 2)
     metrics.update(train_seconds=round(state.get("train_seconds", 0.0), 2), iterations=state.get("iteration"),
-                   noise_levels=[round(s, 6) for s in sm.noise_levels.tolist()], sampling_iterations=iterations,
-                   sampling_lr=lr)
+                   noise_levels=[round(s, 6) for s in sm.noise_levels.tolist()], sampler=sampler,
+                   sampling_iterations=iterations, sampling_lr=lr)
     write_metrics(metrics, Path(out_dir) / "metrics.json")
     note(summary(metrics))
     return metrics
@@ -1054,39 +1157,50 @@ def summary(metrics: dict) -> str:
     text = (f"{metrics['dataset']}: sliced W2 {metrics['sliced_w2']:.4f} ({metrics['sliced_w2_vs_floor']:.2f}x "
             f"the real-vs-real floor {metrics['floor_sliced_w2']:.4f}), energy distance "
             f"{metrics['energy_distance']:.4f} ({metrics['energy_distance_vs_floor']:.2f}x the floor "
-            f"{metrics['floor_energy_distance']:.4f})")
+            f"{metrics['floor_energy_distance']:.4f}; the floors: {metrics['floor']})")
     if "mode_weights" in metrics:
         text += f", mode weights {metrics['mode_weights']} (true {[round(w, 3) for w in metrics['true_mode_weights']]})"
     return text
 
 
-def run_sampling(out_dir: Path, n_samples: int = 2000, iterations: int = SAMPLING_ITERATIONS,
-                 lr: Optional[float] = None, seed: Optional[int] = None, device: str = "auto") -> dict:
+def run_sampling(out_dir: Path, n_samples: int = 2000, sampler: Optional[str] = None,
+                 iterations: int = SAMPLING_ITERATIONS, lr: Optional[float] = None, seed: Optional[int] = None,
+                 device: str = "auto") -> dict:
     """Sample from out_dir/model.pt (training one with the defaults first if there is none); write samples.npy,
     the sampling figures and metrics.json. Returns the metrics."""
     out_dir = check_out_dir(out_dir)
     pick_device(device)
-    check_sampling_options(n_samples, iterations, lr, seed)
+    check_sampling_options(n_samples, sampler, iterations, lr, seed)
     if not (out_dir / CHECKPOINT).exists():
         note(f"no checkpoint at {out_dir / CHECKPOINT}: training one with the default settings first "
              f"(under a minute; or run `{run_in(out_dir).train_command}` with your own settings)")
         run_training(Config(), out_dir, device)
     sm, state, cloud = restore(out_dir, device)
-    lr, seed = sampling_defaults(sm, state, lr, seed)
-    note(f"sampling {n_samples} points: {len(sm.noise_levels)} levels x {iterations} Langevin steps, ε = {lr:.3g}")
+    sampler, lr, seed = sampling_defaults(sm, state, sampler, lr, seed)
+    # the figures take the level each stage of `iterations` steps ends at: Langevin dynamics runs at each level;
+    # pc's predictor runs from each level to the next, then its corrector at the smallest
+    if sampler == "langevin":
+        stages, method = sm.noise_levels, "Annealed Langevin dynamics"
+        note(f"sampling {n_samples} points: {len(stages)} levels x {iterations} Langevin steps, ε = {lr:.3g}")
+    else:
+        ordered = sm.noise_levels.sort(descending=True).values
+        stages, method = torch.cat([ordered[1:], ordered[-1:]]), "Reverse diffusion, then Langevin dynamics at σ_L"
+        note(f"sampling {n_samples} points: {iterations} reverse-diffusion steps from each of {len(stages)} levels "
+             f"to the next, then {iterations} Langevin steps at the smallest, ε = {lr:.3g}")
     recipe = state["config"]["recipe"]
     final = "" if recipe == "sp24" else "then denoised"  # the Spring-2024 sampler has no denoising step
-    samples, trajectory = generate(sm, n_samples, iterations, lr, seed, min(n_samples, TRACKED_POINTS), recipe)
+    samples, trajectory = generate(sm, n_samples, sampler, iterations, lr, seed, min(n_samples, TRACKED_POINTS),
+                                   recipe)
     save_array(samples.numpy(), out_dir / "samples.npy")
-    metrics = evaluate_and_save(sm, cloud, state, out_dir, iterations, lr, seed, samples)
+    metrics = evaluate_and_save(sm, cloud, state, out_dir, sampler, iterations, lr, seed, samples)
     data = cloud.points
     figures = [plot_samples(samples, data, out_dir / "samples.png",
                             f"{len(samples)} generated samples: sliced W2 {metrics['sliced_w2_vs_floor']:.2f}x, "
                             f"energy distance {metrics['energy_distance_vs_floor']:.2f}x the floor"),
-               plot_snapshots(trajectory, samples, sm.noise_levels, data, out_dir / "snapshots.png", final),
-               plot_trajectories(trajectory, samples, sm.noise_levels, out_dir / "trajectories.png",
+               plot_snapshots(trajectory, samples, stages, data, out_dir / "snapshots.png", final, method),
+               plot_trajectories(trajectory, samples, stages, out_dir / "trajectories.png",
                                  *((2, True) if recipe == "sp24" else ())),
-               save_sampling_gif(trajectory, samples, sm.noise_levels, data, out_dir / "sampling.gif", final=final)]
+               save_sampling_gif(trajectory, samples, stages, data, out_dir / "sampling.gif", final=final)]
     note(f"wrote {out_dir / 'samples.npy'}, {out_dir / 'metrics.json'}, figures: "
          f"{', '.join(str(path) for path in figures)}")
     return metrics
@@ -1100,7 +1214,14 @@ app = App(help="Score-based diffusion on 2-D points: denoising score matching an
 OUT_DIR = typer.Option(Path("outputs/diffusion"), help="Folder for model.pt, samples.npy, the figures and "
                                                        "metrics.json.")
 N_SAMPLES = typer.Option(2000, min=2, help="How many samples to generate.")
-SAMPLING_ITERATIONS_OPTION = typer.Option(SAMPLING_ITERATIONS, min=1, help="Langevin steps per noise level (T).")
+SAMPLER_OPTION = typer.Option(None, "--sampler", help="langevin: the course's annealed Langevin dynamics (it evens "
+                                                     "out a mixture's weights); pc: reverse diffusion from each "
+                                                     "noise level to the next, then Langevin dynamics at the "
+                                                     "smallest (it keeps them) [default: langevin].")
+SAMPLING_ITERATIONS_OPTION = typer.Option(SAMPLING_ITERATIONS, min=1, help="Steps per noise level (T): Langevin steps "
+                                                                           "at each (langevin); reverse-diffusion "
+                                                                           "steps to the next, and T Langevin steps "
+                                                                           "at the smallest (pc).")
 SAMPLING_LR = typer.Option(None, help="Langevin step size ε at the smallest noise level "
                                       "[default: 0.5 σ_min²].")
 SAMPLING_SEED = typer.Option(None, help="Seed for sampling [default: the training seed].")
@@ -1118,14 +1239,14 @@ def train(ctx: typer.Context, settings: dict, out_dir: Path = OUT_DIR, device: s
 
 
 @app.command()
-def sample(n_samples: int = N_SAMPLES, sampling_iterations: int = SAMPLING_ITERATIONS_OPTION,
-           sampling_lr: Optional[float] = SAMPLING_LR, out_dir: Path = OUT_DIR, seed: Optional[int] = SAMPLING_SEED,
-           device: str = DEVICE) -> None:
-    """Sample with annealed Langevin dynamics; write samples.npy, the figures and metrics.json.
+def sample(n_samples: int = N_SAMPLES, sampler: Optional[str] = SAMPLER_OPTION,
+           sampling_iterations: int = SAMPLING_ITERATIONS_OPTION, sampling_lr: Optional[float] = SAMPLING_LR,
+           out_dir: Path = OUT_DIR, seed: Optional[int] = SAMPLING_SEED, device: str = DEVICE) -> None:
+    """Sample (annealed Langevin dynamics, or reverse diffusion); write samples.npy, the figures and metrics.json.
 
     Trains a model with the default settings first when --out-dir has none.
     """
-    run_sampling(out_dir, n_samples, sampling_iterations, sampling_lr, seed, device)
+    run_sampling(out_dir, n_samples, sampler, sampling_iterations, sampling_lr, seed, device)
 
 
 @app.command("plot-score")
@@ -1140,14 +1261,15 @@ def plot_score_command(sigma: Optional[float] = typer.Option(None, help="Noise l
 
 
 @app.command("evaluate")
-def evaluate_command(sampling_iterations: int = SAMPLING_ITERATIONS_OPTION,
+def evaluate_command(sampler: Optional[str] = SAMPLER_OPTION, sampling_iterations: int = SAMPLING_ITERATIONS_OPTION,
                      sampling_lr: Optional[float] = SAMPLING_LR, out_dir: Path = OUT_DIR,
                      seed: Optional[int] = SAMPLING_SEED, device: str = DEVICE) -> None:
-    """Compare 5 x 2000 fresh samples with fresh data (sliced W2, energy distance, their floors): metrics.json."""
-    check_sampling_options(EVAL_SIZE, sampling_iterations, sampling_lr, seed)
+    """Compare 5 x 2000 fresh samples with fresh data, or a --data file's held-out points (sliced W2, energy
+    distance, their floors): metrics.json."""
+    check_sampling_options(EVAL_SIZE, sampler, sampling_iterations, sampling_lr, seed)
     sm, state, cloud = restore(out_dir, device)
-    lr, seed = sampling_defaults(sm, state, sampling_lr, seed)
-    evaluate_and_save(sm, cloud, state, out_dir, sampling_iterations, lr, seed)
+    sampler, lr, seed = sampling_defaults(sm, state, sampler, sampling_lr, seed)
+    evaluate_and_save(sm, cloud, state, out_dir, sampler, sampling_iterations, lr, seed)
 
 
 if __name__ == "__main__":

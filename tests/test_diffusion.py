@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 import hw5_utils
-from scores import DATA, NCSN_MIXTURE, KnownScore, MixtureScore, energy_distance, geometric, sliced_w2
+from scores import DATA, NCSN_MIXTURE, KnownScore, Mixture, MixtureScore, energy_distance, geometric, sliced_w2
 
 SHORT_ITERATIONS = 1500  # the reference's default recipe, briefly trained
 
@@ -75,6 +75,49 @@ def test_langevin_without_annealing_misses_the_weights(hw5_diffusion):
     assert abs((x.sum(1) > 0).float().mean().item() - 0.8) > 0.15
 
 
+def test_predictor_corrector_steps_through_the_levels_and_adds_the_noise_they_take_away(hw5_diffusion):
+    # With s = 0 each predictor step σ -> σ' adds noise of variance σ² − σ'² (their sum: σ_1² − σ_L² = 4 − 1) and
+    # each Langevin step √lr z: after 10 of them at lr = 0.05, 3 + 0.5 per coordinate.
+    seen = []
+
+    def zero_score(x, sigma):
+        seen.append(float(sigma))
+        return torch.zeros_like(x)
+
+    sm = score_matching_with(hw5_diffusion, zero_score)
+    sm.noise_levels = torch.tensor([1.0, 2.0])  # either order: the predictor runs from the largest
+    torch.manual_seed(0)
+    start = torch.zeros(100_000, 2)
+    samples, trajectory = hw5_diffusion.predictor_corrector(sm, start, 10, 0.05, return_trajectory=True)
+    assert trajectory.shape == (21, 100_000, 2) and torch.equal(trajectory[0], start)
+    assert torch.equal(trajectory[-1], samples)  # the denoising step of a zero score moves nothing
+    assert samples.var(0).tolist() == pytest.approx([3.5, 3.5], rel=0.02)
+    assert seen[:10] == pytest.approx(geometric(2.0, 1.0, 11)[:-1].tolist())  # 10 geometric steps from σ = 2
+    assert seen[10:] == pytest.approx([1.0] * 11)  # then Langevin dynamics and the denoising step at σ = 1
+
+
+def test_predictor_corrector_keeps_the_weights_annealed_langevin_loses(hw5_diffusion):
+    """With the exact score of two modes weighing 0.9 and 0.1, both samplers started from the exact data blurred
+    by σ_1 and given the same 1000 steps at the default step size: the course's annealed Langevin dynamics leaves
+    about 0.873 / 0.127 (it cannot move samples across once the modes part: errors 0.027-0.028 at three seeds),
+    the predictor-corrector 0.9 / 0.1 within the 20 000 samples' noise (errors 0.003-0.006)."""
+    mixture = Mixture([[0.0, 0.0], [1.0, 0.0]], [0.9, 0.1], std=0.05)
+    sm = score_matching_with(hw5_diffusion, MixtureScore(mixture))
+    sm.noise_levels = geometric(2.0, 0.005, 10)  # from beyond the data's diameter (1.3) to 2% of its spread
+    lr = hw5_diffusion.LANGEVIN_STEP_RATIO * 0.005 ** 2
+    generator = torch.Generator().manual_seed(0)
+    start = mixture.draw(20_000, generator) + 2.0 * torch.randn(20_000, 2, generator=generator)
+
+    def weight_error(samples):
+        nearest = torch.cdist(samples, mixture.centers).argmin(1)
+        return (torch.bincount(nearest, minlength=2) / len(samples) - mixture.weights).abs().max().item()
+
+    torch.manual_seed(0)
+    assert weight_error(hw5_diffusion.predictor_corrector(sm, start, 100, lr)) < 0.015
+    torch.manual_seed(0)
+    assert weight_error(sm.langevin_dynamics_sample(start, sm.noise_levels, 100, lr)) > 0.015
+
+
 # ----------------------------------------------------------------------------------------------------
 # The reference's default recipe, briefly trained (not graded)
 
@@ -114,10 +157,11 @@ def test_default_recipe_score_field_points_toward_the_data(hw5_diffusion, traine
     assert grid.shape == scores.shape and grid.shape[1] == 2 and len(grid) >= 100
 
 
-def test_default_recipe_samples_match_the_data(hw5_diffusion, trained):
+@pytest.mark.parametrize("sampler", ["langevin", "pc"])
+def test_default_recipe_samples_match_the_data(hw5_diffusion, trained, sampler):
     sm, state, cloud = trained
-    lr, seed = hw5_diffusion.sampling_defaults(sm, state, None, None)
-    samples, _ = hw5_diffusion.generate(sm, 4000, hw5_diffusion.SAMPLING_ITERATIONS, lr, seed)
+    _, lr, seed = hw5_diffusion.sampling_defaults(sm, state, sampler, None, None)
+    samples, _ = hw5_diffusion.generate(sm, 4000, sampler, hw5_diffusion.SAMPLING_ITERATIONS, lr, seed)
     assert samples.shape == (4000, 2) and torch.isfinite(samples).all()
     # two batches of 2000 against 10 fresh draws: a perfect sampler scores 0.7x-1.5x the floor in 90% of runs
     metrics = hw5_diffusion.evaluate(samples, cloud, seed=1, draws=10)
@@ -147,15 +191,43 @@ def test_distances_match_hand_computations(hw5_diffusion, owner):
 
 
 def test_evaluate_puts_true_samples_at_the_floor_and_finds_mode_weights(hw5_diffusion):
-    cloud = hw5_diffusion.PointCloud("mixture", hw5_diffusion.sample_mixture(500, torch.Generator().manual_seed(0)),
-                                     hw5_diffusion.sample_mixture)
+    cloud = hw5_diffusion.builtin_cloud("mixture", hw5_diffusion.sample_mixture(500, torch.Generator().manual_seed(0)))
     fresh = hw5_diffusion.sample_mixture(2500, torch.Generator().manual_seed(1))
     metrics = hw5_diffusion.evaluate(fresh, cloud, seed=2, size=500)
+    assert metrics["floor"] == "fresh draws of the built-in set"
     assert 0.7 < metrics["sliced_w2_vs_floor"] < 1.4 and 0.7 < metrics["energy_distance_vs_floor"] < 1.4
     assert metrics["mode_weights"] == pytest.approx([0.8, 0.2], abs=0.03)
     # the control: shifted by 2 (the modes are 14 apart, so the sliced W2 floor is large: weight noise)
     shifted = hw5_diffusion.evaluate(fresh + torch.tensor([2.0, 0.0]), cloud, seed=2, size=500)
     assert shifted["sliced_w2_vs_floor"] > 1.5 and shifted["energy_distance_vs_floor"] > 4
+
+
+def test_a_file_is_split_once_into_training_and_held_out_points(hw5_diffusion):
+    points = torch.arange(100.0).reshape(50, 2)  # 50 distinct rows
+    training, held_out = hw5_diffusion.hold_out(points)
+    rows = lambda tensor: [tuple(row) for row in tensor.tolist()]  # noqa: E731
+    assert len(held_out) == 10 and len(training) == 40  # a fifth held out
+    assert not set(rows(training)) & set(rows(held_out)) and sorted(rows(training) + rows(held_out)) == rows(points)
+    assert rows(held_out) == sorted(rows(held_out)) and rows(training) == sorted(rows(training))  # the file's order
+    assert rows(held_out) not in (rows(points[:10]), rows(points[-10:]))  # drawn, not the file's first or last rows
+    torch.manual_seed(5)  # fixed: the same split whatever torch's global state and however often it is asked for
+    again = hw5_diffusion.hold_out(points)
+    assert torch.equal(again[0], training) and torch.equal(again[1], held_out)
+
+
+def test_evaluate_on_a_file_compares_the_samples_with_its_held_out_points(hw5_diffusion):
+    held_out = torch.randn(400, 2, generator=torch.Generator().manual_seed(0))
+    # training points: the held-out ones moved by (0.4, 0), so the floor is the hand-computed 0.4 / √2 of the test
+    # above, and samples that are the held-out points themselves are at distance 0
+    cloud = hw5_diffusion.PointCloud("mine.npy", held_out + torch.tensor([0.4, 0.0]), held_out=held_out)
+    metrics = hw5_diffusion.evaluate(held_out.flip(0).repeat(3, 1), cloud, seed=1, draws=4)
+    assert metrics["floor"] == "training points against the held-out points of the file"
+    assert metrics["comparison_size"] == 400  # batches as large as the held-out points, not EVAL_SIZE
+    assert metrics["sliced_w2"] == pytest.approx(0.0, abs=1e-9) and metrics["energy_distance"] < 1e-6
+    assert metrics["floor_sliced_w2"] == pytest.approx(0.4 / math.sqrt(2), rel=1e-6)
+    # a run saved before the hold-out existed has only its training points: resampled, as the old floor was
+    old = hw5_diffusion.evaluate(held_out, hw5_diffusion.PointCloud("mine.npy", held_out), seed=1, draws=4)
+    assert old["floor"].startswith("resampled training points") and old["comparison_size"] == 400
 
 
 DATASET_NAMES = ["8gaussians", "checkerboard", "cs446", "cs446-sp24", "mixture", "moons", "rings", "swissroll"]
@@ -216,7 +288,7 @@ def assert_one_line_error(result, fragment: str):
     assert len(lines) == 1 and lines[0].startswith("Error:") and fragment in lines[0], result.stderr
 
 
-def test_cli_train_sample_plot_evaluate_resume(hw5_diffusion, run, tmp_path):
+def test_cli_train_sample_plot_evaluate_resume(hw5_diffusion, run, tmp_path, figure_spy):
     out = tmp_path / "run"
     small = ("--n-points", 300, "--out-dir", out)
     assert run("train", "--iterations", 30, *small).exit_code == 0
@@ -224,19 +296,25 @@ def test_cli_train_sample_plot_evaluate_resume(hw5_diffusion, run, tmp_path):
     assert {"model", "config", "noise_levels"} <= set(state) and state["iteration"] == 30
     levels = state["noise_levels"]
     assert len(levels) == 10 and levels[0] > levels[-1]
-    result = run("sample", "--n-samples", 300, "--sampling-iterations", 3, "--out-dir", out)
+    result = run("sample", "--sampler", "pc", "--n-samples", 300, "--sampling-iterations", 3, "--out-dir", out)
     assert result.exit_code == 0, result.output
     assert np.load(out / "samples.npy").shape == (300, 2)
+    # pc's snapshots: 3 predictor steps from each level to the next, then 3 Langevin steps at the smallest (30)
+    snapshots = next(fig for fig in figure_spy if fig._suptitle and "Reverse diffusion" in fig._suptitle.get_text())
+    titles = [ax.get_title() for ax in snapshots.axes if ax.get_title()]
+    assert titles[1] == f"step 6 (σ = {levels[2].item():.2g})" and titles[-1] == "final: step 30, then denoised"
     metrics = json.loads((out / "metrics.json").read_text())
     for key in ("sliced_w2", "energy_distance", "floor_sliced_w2", "floor_energy_distance", "train_seconds",
                 "dataset"):
         assert key in metrics
-    assert metrics["dataset"] == "cs446"
+    assert (metrics["dataset"], metrics["sampler"]) == ("cs446", "pc")
+    assert metrics["floor"] == "fresh draws of the built-in set"
     for name in ("data", "loss_curve", "score_field", "samples", "snapshots", "trajectories"):
         assert (out / f"{name}.png").stat().st_size > 5_000, name
     assert (out / "sampling.gif").stat().st_size > 5_000
     assert run("plot-score", "--sigma", 0.2, "--out-dir", out).exit_code == 0
     assert run("evaluate", "--sampling-iterations", 2, "--out-dir", out).exit_code == 0
+    assert json.loads((out / "metrics.json").read_text())["sampler"] == "langevin"  # the default
     assert run("sample", "--n-samples", 2, "--sampling-iterations", 2, "--out-dir", out).exit_code == 0  # < 8 paths
     assert np.load(out / "samples.npy").shape == (2, 2)
     result = run("train", "--resume", "--iterations", 45, "--lr", 0.1, "--no-sigma-weighted", "--out-dir", out)
@@ -247,8 +325,9 @@ def test_cli_train_sample_plot_evaluate_resume(hw5_diffusion, run, tmp_path):
     assert run("train", "--resume", "--out-dir", out).exit_code == 0  # no --iterations: the saved total, 45
     assert torch.load(out / "model.pt", weights_only=True)["iteration"] == 45
     before = {path.name: path.read_bytes() for path in out.iterdir()}
-    for command in ("sample", "evaluate"):  # a step size far too large: the samples blow up
-        result = run(command, "--sampling-lr", 0.01, "--sampling-iterations", 2, "--out-dir", out)
+    for command in ("sample", "evaluate"):  # a Langevin step size far too large: the samples blow up
+        result = run(command, "--sampler", "langevin", "--sampling-lr", 0.01, "--sampling-iterations", 2,
+                     "--out-dir", out)
         assert result.exit_code == 2 and "Traceback" not in result.output, result.output
         assert result.stderr.strip().splitlines()[-1].startswith("Error: Langevin sampling diverged"), result.stderr
     assert {path.name: path.read_bytes() for path in out.iterdir()} == before
@@ -284,6 +363,8 @@ def test_cli_spring_2024_recipe_trains_a_scorenet_and_draws_the_handout_figures(
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["sampling_lr"] == hw5_diffusion.SP24_EPS and metrics["dataset"] == "cs446-sp24"
+    assert metrics["sampler"] == "langevin"  # the handout's; pc needs σ_max to reach across the data
+    assert_one_line_error(run("sample", "--sampler", "pc", "--out-dir", out), "--sampler pc needs σ_max")
     snapshots = next(fig for fig in figure_spy if fig._suptitle and "Annealed Langevin" in fig._suptitle.get_text())
     titles = [ax.get_title() for ax in snapshots.axes if ax.get_title()]
     assert [title.split(" (")[0] for title in titles[:5]] == ["step 0", "step 200", "step 400", "step 600", "step 800"]
@@ -298,16 +379,25 @@ def test_cli_rejects_an_out_dir_that_is_a_file(run, tmp_path):
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
-def test_cli_train_on_own_data_adapts_noise_levels(hw5_diffusion, run, tmp_path):
+def test_cli_train_on_own_data_holds_out_a_fifth_and_adapts_noise_levels(hw5_diffusion, run, tmp_path, monkeypatch):
     points = hw5_diffusion.sample_glyphs(300, torch.Generator().manual_seed(0)) / 4.4 + 0.5  # inside [0, 1]²
     np.save(tmp_path / "mine.npy", points.numpy())
     out = tmp_path / "run"
-    assert run("train", "--data", tmp_path / "mine.npy", "--iterations", 10, "--out-dir", out).exit_code == 0
+    result = run("train", "--data", tmp_path / "mine.npy", "--iterations", 10, "--out-dir", out)
+    assert result.exit_code == 0 and "on 240 points of" in result.stderr and "60 more held out" in result.stderr
     state = torch.load(out / "model.pt", weights_only=True)
-    diameter = torch.cdist(points, points).max().item()
+    training, held_out = state["data"], state["held_out"]
+    assert len(training) == 240 and len(held_out) == 60
+    assert sorted(map(tuple, torch.cat([training, held_out]).tolist())) == sorted(map(tuple, points.tolist()))
+    diameter = torch.cdist(training, training).max().item()  # of the training points alone
     assert state["noise_levels"].max().item() == pytest.approx(diameter, rel=1e-4)
     assert state["noise_levels"].min().item() < 0.01
-    assert torch.equal(state["data"], points)
+    monkeypatch.setattr(hw5_diffusion, "EVAL_BATCHES", 1)  # 300 samples: the metrics' values are not read here
+    monkeypatch.setattr(hw5_diffusion, "EVAL_SIZE", 300)
+    assert run("evaluate", "--sampling-iterations", 2, "--out-dir", out).exit_code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["floor"] == "training points against the held-out points of the file"
+    assert metrics["comparison_size"] == 60
 
 
 def test_cli_sample_trains_first_on_a_fresh_checkout(hw5_diffusion, run, tmp_path, monkeypatch):
@@ -367,7 +457,8 @@ def test_ctrl_c_during_the_figures_prints_a_resume_command_that_redoes_them(hw5_
 @pytest.fixture
 def bad_files(tmp_path):
     np.save(tmp_path / "three_columns.npy", np.zeros((10, 3)))
-    np.save(tmp_path / "nan.npy", np.array([[0.0, 1.0], [np.nan, 2.0], [1.0, 1.0]]))
+    np.save(tmp_path / "nan.npy", np.array([[0.0, 1.0], [np.nan, 2.0]] + [[1.0, 1.0]] * 8))
+    np.save(tmp_path / "nine_points.npy", np.random.default_rng(0).random((9, 2)))
     np.save(tmp_path / "strings.npy", np.array([["a", "b"], ["c", "d"]]))
     (tmp_path / "text.npy").write_text("not an array")
     return tmp_path
@@ -379,6 +470,7 @@ def bad_files(tmp_path):
     (("train", "--data", "nan.npy"), "NaN"),
     (("train", "--data", "strings.npy"), "<U1"),
     (("train", "--data", "text.npy"), "cannot read"),
+    (("train", "--data", "nine_points.npy"), "holds 9 points: at least 10 are needed"),
     (("train", "--dataset", "spirals"), "unknown dataset 'spirals'"),
     (("train", "--sigma-min", "2", "--sigma-max", "1"), "sigma-min"),
     (("train", "--lr", "0"), "--lr must be a positive number"),
@@ -387,6 +479,7 @@ def bad_files(tmp_path):
     (("train", "--device", "tpu"), "unknown device"),
     (("train", "--seed", str(2**64)), "--seed must be between 0 and 2**64 - 1"),
     (("sample", "--sampling-lr", "-1"), "--sampling-lr must be > 0"),
+    (("evaluate", "--sampler", "euler"), "--sampler must be one of langevin, pc, got 'euler'"),
     (("sample", "--seed", "-1"), "--seed must be between 0 and 2**64 - 3, got -1"),  # checked before training
     (("evaluate", "--seed", str(2**64 - 2)), "--seed must be between 0 and 2**64 - 3"),  # it seeds seed + 2
     (("plot-score", "--sigma", "0"), "--sigma must be > 0"),
