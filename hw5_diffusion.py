@@ -889,7 +889,7 @@ def snapshot_steps(total_steps: int) -> list[int]:
 
 
 def step_title(step: int, levels: torch.Tensor, steps_per_level: int) -> str:
-    """'step 400 (σ = 0.51)': a Langevin step and the noise level it ran at (step 0: the starting noise)."""
+    """'step 400 (σ = 0.51)': a sampling step and the noise level its stage ran at (step 0: the starting noise)."""
     if step == 0:
         return "step 0 (start)"
     sigma = levels.sort(descending=True).values[(step - 1) // steps_per_level].item()
@@ -1118,7 +1118,8 @@ def generate(sm: ScoreMatching, n: int, sampler: str, iterations: int, lr: float
     paths = [samples] if trajectory is None else [samples, trajectory]  # the trajectory is kept on the CPU
     farthest = torch.stack([(path.cpu() - center).norm(dim=-1).max() for path in paths]).max().item()  # NaN stays
     went = f"{farthest:.3g} from the center" if math.isfinite(farthest) else "to inf or NaN"
-    require(farthest < reach, f"Langevin sampling diverged (points went {went}, the start's spread is "
+    method = "Langevin sampling" if sampler == "langevin" else "Sampling"
+    require(farthest < reach, f"{method} diverged (points went {went}, the start's spread is "
                               f"{reach / 100:.3g}) with step size ε = {lr:.3g}: lower --sampling-lr")
     return samples.cpu(), trajectory
 

@@ -174,7 +174,10 @@ def run(assignment: rubric.Assignment, results: Path, extra_args: list[str]) -> 
     except subprocess.TimeoutExpired as error:
         log, failure = str(error.stdout or "") + str(error.stderr or ""), "the whole run exceeded its time budget"
     sys.stdout.write(log[-20000:])
-    sandbox.sweep(None, sandbox.student_ids() if sandbox.is_root() else None)  # before results.json is read
+    try:
+        sandbox.sweep(None, sandbox.student_ids() if sandbox.is_root() else None)  # before results.json is read
+    except Exception as error:  # noqa: BLE001 - no student user, say: what the run wrote is not trusted
+        failure = failure or f"the grader could not end the student's processes: {error}"
     try:
         complete = failure is None and "tests" in json.loads(results.read_text())
     except (OSError, ValueError):
@@ -222,13 +225,16 @@ def grade_student(assignment: rubric.Assignment, folder: Path, out: Path, extra_
                assignment.name, "--results", str(results), *extra_args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", **(user or {})}
     limit = rubric.time_budget() + 90
-    try:
-        finished = subprocess.run(command, capture_output=True, text=True, env=env, timeout=limit,
-                                  start_new_session=True)
-        (out / "log.txt").write_text(finished.stdout[-20000:] + finished.stderr[-20000:])
-        status = "graded" if finished.returncode == 0 else f"the grader exited with code {finished.returncode}"
-    except subprocess.TimeoutExpired:
-        status = f"grading did not finish within {limit:.0f} s"
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                          start_new_session=True) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=limit)
+            (out / "log.txt").write_text(stdout[-20000:] + stderr[-20000:])
+            status = "graded" if process.returncode == 0 else f"the grader exited with code {process.returncode}"
+        except subprocess.TimeoutExpired:  # the run and its pytest (as root, `users` ends the student's processes)
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            status = f"grading did not finish within {limit:.0f} s"
     try:
         graded = json.loads(results.read_text())
         assert status == "graded" and "tests" in graded  # a grader that did not finish wrote none of it

@@ -57,9 +57,12 @@ def submitted_file(name: str, folder: str | Path | None = None) -> Path | None:
     folder = folder or os.environ.get(SUBMISSION_ENV)
     if not folder:
         return None
-    found = sorted(Path(folder).rglob(f"{name}.py"), key=lambda path: (len(path.parts), str(path)))
+    found = sorted((path for path in Path(folder).rglob(f"{name}.py")
+                    if path.is_file() and not path.is_symlink()),  # a link could point at the grader's files
+                   key=lambda path: (len(path.parts), str(path)))
     if not found:
-        raise MissingScript(f"{name}.py is not in the submission; submit it under exactly that name")
+        raise MissingScript(f"{name}.py is not in the submission (as a file, not a link or a folder); submit it "
+                            f"under exactly that name")
     return found[0]
 
 
@@ -428,7 +431,10 @@ class Grader:
                 return (f"not run: importing {name}.py did not finish within {timeout:.0f} s. Code at the top level of "
                         f"a file runs when it is imported: put training and other long work under "
                         f"`if __name__ == \"__main__\":`")
-            return f"not run: importing {name}.py ended the interpreter: {str(failure).removeprefix('the test crashed: ')}"
+            crash = "the test crashed: "
+            if str(failure).startswith(crash):
+                return f"not run: importing {name}.py ended the interpreter: {str(failure).removeprefix(crash)}"
+            return f"not run: importing {name}.py failed: {failure}"
         return None
 
     def remaining(self) -> float:
@@ -499,7 +505,9 @@ class Grader:
             summary = getattr(report, "summary", None) or failure_summary(report.longreprtext)
             outcome["text"].append(f"{what}: {summary}\n\n{report.longreprtext}" if summary else
                                    f"{what}:\n{report.longreprtext}")
-        outcome["text"].extend(f"{title}:\n{text}" for title, text in report.sections if text.strip())
+        # a report carries what every phase so far captured: keep only its own phase's sections
+        outcome["text"].extend(f"{title}:\n{text}" for title, text in report.sections
+                               if text.strip() and title.split()[-1] == report.when)
         if report.when == "call":  # every phase's report carries the same list: take it once
             for key, value in report.user_properties:
                 if key == "deductions":

@@ -73,6 +73,11 @@ class StudentUsers:
         try:
             yield {"HW5_STUDENT_USER": name}
         finally:
+            if is_root():  # whatever a grading that was cut short left running ends before the next one
+                with contextlib.suppress(KeyError):
+                    entry = pwd.getpwnam(name)
+                    if entry.pw_uid != 0:  # kill -1 as root would end every process of the machine
+                        _kill_user((entry.pw_uid, entry.pw_gid))
             self.free.put(name)
 
 
@@ -465,13 +470,15 @@ def _collect(pid: int, reply_fd: int, output_fd: int, deadline: float):
                     raise WorkerFailed(f"the test's process sent more than {REPLY_LIMIT >> 20} MB")
         if expected is None and len(reply) >= 8:
             (expected,) = struct.unpack_from("<Q", reply)
+            if expected > REPLY_LIMIT:
+                raise WorkerFailed(f"the test's process announced a reply of more than {REPLY_LIMIT >> 20} MB")
         if expected is not None and len(reply) >= 8 + expected:
             return bytes(reply[8:8 + expected]), output, status
         if status is None:
             status = _exit_status(pid)
         if status is not None and not ready:
             return None, output, status  # exited without a whole reply, and nothing more is coming
-    return None, output, None
+    return None, output, status  # the deadline: a worker that exited (its output still held open) crashed
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@ run_autograder, course-style students' files (tests/corpus/) score what they say
 reference lose or keep exactly the rows they name, hostile and broken submissions lose only what they break, and
 results.json is always complete and valid.
 
-Each graded run costs a Python start and one forked process per test, so the runs are few and packed: flaws of one
+Each graded run costs a Python start and a forked worker per probe, so the runs are few and packed: flaws of one
 base file whose rows do not overlap are graded together, mutants in rounds of one per assignment on the rows they
 name, and the slow runs go two at a time (each grades on one core).
 """

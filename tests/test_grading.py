@@ -108,6 +108,24 @@ def digits(n: int) -> np.ndarray:
     return np.random.default_rng(n).uniform(0.1, 0.9, size=(n, 28, 28))
 
 
+def test_the_submitted_script_is_a_file_of_the_submission_never_a_link_or_a_folder(tmp_path):
+    # as root the grader copies the script where the student user can read it: a link to the graded tests must not be
+    # taken for the script (nor may a folder or a dangling link of that name break the grading)
+    secret = tmp_path / "test_grade_gan.py"
+    secret.write_text("EXPECTED = 1\n")
+    submission = tmp_path / "submission"
+    (submission / "deeper" / "hw5_gan.py").mkdir(parents=True)
+    (submission / "hw5_gan.py").symlink_to(secret)
+    (submission / "deeper" / "more").mkdir()
+    (submission / "deeper" / "more" / "hw5_gan.py").symlink_to(tmp_path / "nowhere.py")
+    with pytest.raises(grading.MissingScript, match="not a link or a folder"):
+        grading.submitted_file("hw5_gan", submission)
+    real = submission / "deeper" / "more" / "again" / "hw5_gan.py"
+    real.parent.mkdir()
+    real.write_text("x = 1\n")
+    assert grading.submitted_file("hw5_gan", submission) == real
+
+
 @pytest.mark.parametrize("row, col, padding", [(10, 2, 3), (2, 10, 3), (3, 11, 0), (1, 11, 5), (1, 1, 3)])
 def test_split_finds_every_digit_of_a_concat_images_grid(row, col, padding):
     images = digits(row * col)

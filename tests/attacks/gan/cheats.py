@@ -15,8 +15,9 @@ Where a cheat runs:
   cheats are simple assignments or class bodies. They run in the grader's import check and in every test's
   process, before the test's body.
 - first call (`AT_FIRST_CALL`): inside `GAN._get_loss_d`, which 4.d calls first (4.f trains with it), once per
-  test process (`GAN._cheated`); cheats that start processes or write files do it once per grading run (a lock
-  file in $HW5_GRADING_CACHE, the folder the grader shares between one run's tests).
+  test process (`GAN._cheated`); cheats that start processes or write files do it once (a lock file in /tmp; as
+  root the grader removes the student user's /tmp files after every test, so there they do it in every test, which
+  only makes them stronger).
 
 Resource use is bounded in every cheat: spawned processes exit by themselves within 2 minutes, files written stay
 under 1 GiB in all. A cheat that writes outside the grading's own folders names its files `/tmp/hw5-attack-*`.
@@ -86,10 +87,9 @@ def full_marks():
 
 ONCE_PER_RUN = '''
 def once_per_run(tag):
-    """True the first time in this grading run (a lock file in the folder the grader shares between its tests)."""
+    """True the first time its lock file in /tmp is made (as root the grader removes it after every test)."""
     try:
-        os.close(os.open(os.path.join(os.environ.get("HW5_GRADING_CACHE") or "/tmp", f".hw5-attack-{tag}"),
-                         os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        os.close(os.open(f"/tmp/.hw5-attack-{tag}", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
         return True
     except OSError:
         return False
