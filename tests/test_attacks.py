@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 import rubric
-from test_autograder import by_function, node_ids, student_user
+from test_autograder import CORPUS, by_function, edited, node_ids, student_user
 
 TESTS = Path(__file__).resolve().parent
 ATTACKS = TESTS / "attacks"
@@ -32,17 +32,26 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the attacks are grade
 ASSIGNMENTS = sorted(path.name for path in ATTACKS.iterdir() if (path / "cheats.py").exists())
 
 
-def cheats_of(name: str) -> list[dict]:
+def attacks_of(name: str):
+    """The assignment's cheats.py, loaded."""
     spec = importlib.util.spec_from_file_location(f"cheats_{name.replace('-', '_')}", ATTACKS / name / "cheats.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.CHEATS
+    return module
+
+
+def cheats_of(name: str) -> list[dict]:
+    return attacks_of(name).CHEATS
+
+
+def wrong_text(name: str) -> str:
+    """The honest wrong file: its corpus file with the one mistake of cheats.py's WRONG."""
+    wrong = attacks_of(name).WRONG
+    return edited((CORPUS / name / wrong["base"]).read_text(), wrong, "WRONG")
 
 
 def cheated_text(name: str, cheat: dict) -> str:
-    text = (ATTACKS / name / "wrong.py").read_text()
-    assert text.count(cheat["old"]) == 1, f"{cheat['name']}: its text is not (once) in wrong.py"
-    return text.replace(cheat["old"], cheat["new"])
+    return edited(wrong_text(name), cheat, cheat["name"])
 
 
 def install(name: str, root: Path) -> Path:
@@ -84,8 +93,8 @@ def attacked(tmp_path_factory):
     roots = {name: install(name, tmp_path_factory.mktemp(name)) for name in ASSIGNMENTS}
     rows = {name: quick_rows(name) + sorted({row for cheat in cheats_of(name) for row in cheat.get("rows", ())})
             for name in ASSIGNMENTS}
-    found = {(name, "honest"): graded(roots[name], name, "honest", (ATTACKS / name / "wrong.py").read_text(),
-                                      rows[name]) for name in ASSIGNMENTS}
+    found = {(name, "honest"): graded(roots[name], name, "honest", wrong_text(name), rows[name])
+             for name in ASSIGNMENTS}
     with ThreadPoolExecutor(max_workers=2) as pool:
         futures = {(name, cheat["name"]): pool.submit(graded, roots[name], name, cheat["name"],
                                                       cheated_text(name, cheat), quick_rows(name)
@@ -93,8 +102,7 @@ def attacked(tmp_path_factory):
                    for name in ASSIGNMENTS for cheat in cheats_of(name)}
         found.update({key: future.result() for key, future in futures.items()})
     for name in ASSIGNMENTS:  # after every cheat: the installed grader must be as it was
-        found[name, "honest again"] = graded(roots[name], name, "honest-again",
-                                             (ATTACKS / name / "wrong.py").read_text(), rows[name])
+        found[name, "honest again"] = graded(roots[name], name, "honest-again", wrong_text(name), rows[name])
     time.sleep(max(0.0, 5 - (time.monotonic() - max(grading["returned"] for grading in found.values()))))
     for grading in found.values():
         grading["later"] = json.loads(grading["path"].read_text())
@@ -119,8 +127,8 @@ def test_a_cheat_never_raises_the_grade(case, attacked):
 
 @pytest.mark.parametrize("name", ASSIGNMENTS)
 def test_the_honest_file_scores_what_it_says_before_and_after_the_cheats(name, attacked):
-    """wrong.py loses its mistake's rows, and a grading after every cheat (some write into the grader's files, some
-    plant files beside them) scores the same."""
+    """The wrong file loses its mistake's rows, and a grading after every cheat (some write into the grader's files,
+    some plant files beside them) scores the same."""
     before, after = attacked[name, "honest"], attacked[name, "honest again"]
     assert 0 < before["results"]["score"] < sum(row.points for row in rubric.ASSIGNMENTS[name].rows.values())
     assert scores(after["results"], name) == scores(before["results"], name)

@@ -196,12 +196,17 @@ def flaw_rounds(name: str) -> list[tuple[str, ...]]:
     return [tuple(flaw["name"] for flaw in r) for r in rounds]
 
 
+def edited(text: str, edit: dict, what: str) -> str:
+    """text with an edit {"old", "new"} (the format of flaws, mutants and cheats) made: its old text must occur once."""
+    assert text.count(edit["old"]) == 1, f"{what}: its text is not (once) in the file it edits"
+    return text.replace(edit["old"], edit["new"])
+
+
 def flawed_text(name: str, names: tuple[str, ...]) -> str:
     flaws = [flaw for flaw in flaws_of(name) if flaw["name"] in names]
     text = (CORPUS / name / flaws[0]["base"]).read_text()
     for flaw in flaws:
-        assert text.count(flaw["old"]) == 1, f"{name} flaw {flaw['name']!r}: its text is not (once) in {flaw['base']}"
-        text = text.replace(flaw["old"], flaw["new"])
+        text = edited(text, flaw, f"{name} flaw {flaw['name']!r} of {flaw['base']}")
     return text
 
 

@@ -1,11 +1,15 @@
-"""Generic cheats a student could add to a WRONG hw5_gan.py to raise its grade, each one edit of wrong.py.
+"""Generic cheats a student could add to a WRONG hw5_gan.py to raise its grade, each one edit of the wrong file.
 
-Each entry of CHEATS: `name`; `what`, one sentence on the attack; `old`, text that occurs exactly once in wrong.py;
-`new`, its replacement, which keeps wrong.py's honest mistake and adds the cheat (the edit format of
+WRONG, the honest wrong file: tests/corpus/gan/plain.py whose `_get_loss_d` computes the generated images' BCE
+against zeros but returns `loss_real` alone, so the discriminator never learns to reject fakes (7 / 12: it loses 4.d,
+the loss's value, and 4.f, the training).
+
+Each entry of CHEATS: `name`; `what`, one sentence on the attack; `old`, text that occurs exactly once in the wrong
+file; `new`, its replacement, which keeps the wrong file's honest mistake and adds the cheat (the edit format of
 tests/corpus/gan/flaws.py); `rows`, where the cheat aims at a slow row, that row (tests/test_attacks.py grades the
 quick rows, of at most 60 s, and these). A cheat never computes the right answer nor knows the expected values: it only
-subverts the grader. Graded with the cheat, the file must score no more than wrong.py itself (7 / 12) on every
-row, results.json must not change after the grader returns, and a LATER grading of wrong.py by the same grader
+subverts the grader. Graded with the cheat, the file must score no more than the wrong file itself (7 / 12) on every
+row, results.json must not change after the grader returns, and a LATER grading of the wrong file by the same grader
 checkout must still score 7 (poison_grader_source, plant_conftest). read_the_tests raises no score: it succeeds
 when the test file's `REAL_LOGITS = [2.0, -1.0, 0.5]` appears in results.json.
 
@@ -29,12 +33,14 @@ from __future__ import annotations
 
 import textwrap
 
+WRONG = {"base": "plain.py", "old": "        loss_d = loss_real + loss_fake\n",
+         "new": "        loss_d = loss_real  # forgot loss_fake\n"}
 AT_IMPORT = "from hw5_utils import BASE_URL, download, GANDataset\n"
 AT_FIRST_CALL = "        loss_d = loss_real  # forgot loss_fake\n        return loss_d\n"
 
 
 def at_import(code: str) -> dict:
-    """An edit adding `code` (top-level statements) after wrong.py's last import."""
+    """An edit adding `code` (top-level statements) after the wrong file's last import."""
     return {"old": AT_IMPORT, "new": AT_IMPORT + "\n" + textwrap.dedent(code).strip("\n") + "\n"}
 
 
