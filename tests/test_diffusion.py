@@ -296,10 +296,10 @@ def test_cli_train_sample_plot_evaluate_resume(hw5_diffusion, run, tmp_path, fig
     assert {"model", "config", "noise_levels"} <= set(state) and state["iteration"] == 30
     levels = state["noise_levels"]
     assert len(levels) == 10 and levels[0] > levels[-1]
-    result = run("sample", "--sampler", "pc", "--n-samples", 300, "--sampling-iterations", 3, "--out-dir", out)
+    result = run("sample", "--n-samples", 300, "--sampling-iterations", 3, "--out-dir", out)
     assert result.exit_code == 0, result.output
     assert np.load(out / "samples.npy").shape == (300, 2)
-    # pc's snapshots: 3 predictor steps from each level to the next, then 3 Langevin steps at the smallest (30)
+    # the default sampler is pc; its snapshots: 3 predictor steps from each level to the next, then 3 Langevin steps at the smallest (30)
     snapshots = next(fig for fig in figure_spy if fig._suptitle and "Reverse diffusion" in fig._suptitle.get_text())
     titles = [ax.get_title() for ax in snapshots.axes if ax.get_title()]
     assert titles[1] == f"step 6 (σ = {levels[2].item():.2g})" and titles[-1] == "final: step 30, then denoised"
@@ -313,8 +313,8 @@ def test_cli_train_sample_plot_evaluate_resume(hw5_diffusion, run, tmp_path, fig
         assert (out / f"{name}.png").stat().st_size > 5_000, name
     assert (out / "sampling.gif").stat().st_size > 5_000
     assert run("plot-score", "--sigma", 0.2, "--out-dir", out).exit_code == 0
-    assert run("evaluate", "--sampling-iterations", 2, "--out-dir", out).exit_code == 0
-    assert json.loads((out / "metrics.json").read_text())["sampler"] == "langevin"  # the default
+    assert run("evaluate", "--sampler", "langevin", "--sampling-iterations", 2, "--out-dir", out).exit_code == 0
+    assert json.loads((out / "metrics.json").read_text())["sampler"] == "langevin"
     assert run("sample", "--n-samples", 2, "--sampling-iterations", 2, "--out-dir", out).exit_code == 0  # < 8 paths
     assert np.load(out / "samples.npy").shape == (2, 2)
     result = run("train", "--resume", "--iterations", 45, "--lr", 0.1, "--no-sigma-weighted", "--out-dir", out)

@@ -1,8 +1,10 @@
 """Benchmark of hw5_diffusion.py's defaults and samplers: train with the defaults on every built-in data set, on the
-CS446 cloud in [0, 1]² and on mixtures of Gaussians of unequal weights drawn from a seed (these two given as an
-(N, 2) file with --data, as a new user would), sample each trained model with each sampler, and print the
-distances to fresh draws of the true distribution next to their floor, each mode's share next to its weight, and
-the times.
+CS446 cloud in [0, 1]² and on mixtures of Gaussians of unequal weights (three drawn from a seed, and the
+0.6 / 0.3 / 0.1 mixture of issue 26; these given as an (N, 2) file with --data, as a new user would), sample each
+trained model with each sampler, and print the distances to fresh draws of the true distribution next to their
+floor, each mode's share next to its weight, and the times. Each run draws 20 000 samples and compares them with 80
+references, twice what `evaluate` takes: between two samplers, `evaluate`'s noise (about ±0.15x a run) hid which
+was closer.
 
     python tests/benchmarks/bench_diffusion.py                          # everything, seed 1234 (~30 minutes)
     python tests/benchmarks/bench_diffusion.py --datasets cs446 mixture-1 --samplers pc
@@ -33,6 +35,9 @@ import hw5_diffusion  # noqa: E402
 
 FILE = "file"  # the CS446 cloud rescaled into [0, 1]², saved as .npy and given with --data
 MIXTURES = ("mixture-1", "mixture-2", "mixture-3")  # random_mixture(1), (2), (3), given with --data
+THREE_MODES = "three-modes"  # issue 26's 0.6 / 0.3 / 0.1 mixture, given with --data
+THREE_MODES_MIXTURE = ([[0.2, 0.3], [0.8, 0.4], [0.5, 0.85]], [0.6, 0.3, 0.1], [0.05, 0.08, 0.04])
+FILES = (FILE, *MIXTURES, THREE_MODES)  # the data sets given as .npy files
 
 
 def random_mixture(seed: int) -> tuple:
@@ -63,15 +68,16 @@ def truth(dataset: str) -> hw5_diffusion.PointCloud:
     """The distribution a data set is drawn from: its generator and, for a mixture, its modes (no points)."""
     if dataset == FILE:
         return hw5_diffusion.PointCloud(FILE, torch.empty(0, 2), unit_square_glyphs)
-    if dataset in MIXTURES:
-        sampler, centers, weights = random_mixture(int(dataset.split("-")[1]))
+    if dataset in (*MIXTURES, THREE_MODES):
+        sampler, centers, weights = hw5_diffusion.gaussian_mixture(*THREE_MODES_MIXTURE) \
+            if dataset == THREE_MODES else random_mixture(int(dataset.split("-")[1]))
         return hw5_diffusion.PointCloud(dataset, torch.empty(0, 2), sampler, (centers, weights))
     return hw5_diffusion.builtin_cloud(dataset, torch.empty(0, 2))
 
 
 def config(dataset: str, seed: int, folder: Path) -> hw5_diffusion.Config:
     """The default settings with this data set and seed; a file's points are drawn from its truth with the seed."""
-    if dataset not in (FILE, *MIXTURES):
+    if dataset not in FILES:
         return hw5_diffusion.Config(dataset=dataset, seed=seed)
     cfg = hw5_diffusion.Config(seed=seed)
     path = folder / f"{dataset}-{seed}.npy"
@@ -81,9 +87,11 @@ def config(dataset: str, seed: int, folder: Path) -> hw5_diffusion.Config:
 
 
 def bench(dataset: str, seed: int, samplers: list[str], sampling_seeds: list[int], folder: Path,
-          verbose: bool) -> list[dict]:
+          verbose: bool, batches: int = 2 * hw5_diffusion.EVAL_BATCHES, draws: int = 2 * hw5_diffusion.EVAL_DRAWS
+          ) -> list[dict]:
     """Train with the defaults (changing only the data and the seed), then for each sampler and sampling seed draw
-    EVAL_BATCHES x EVAL_SIZE samples and evaluate them: one dict of ratios, shares and times per run."""
+    `batches` x EVAL_SIZE samples and evaluate them against `draws` references (twice what `evaluate` takes: half
+    the noise of a comparison): one dict of ratios, shares and times per run."""
     out_dir = folder / f"{dataset}-{seed}"
     quiet = contextlib.nullcontext() if verbose else contextlib.redirect_stderr(io.StringIO())
     with quiet:
@@ -95,15 +103,15 @@ def bench(dataset: str, seed: int, samplers: list[str], sampling_seeds: list[int
             load_before = os.getloadavg()[0]
             _, lr, _ = hw5_diffusion.sampling_defaults(sm, saved, sampler, None, None)
             tic = time.perf_counter()
-            samples, _ = hw5_diffusion.generate(sm, hw5_diffusion.EVAL_BATCHES * hw5_diffusion.EVAL_SIZE, sampler,
+            samples, _ = hw5_diffusion.generate(sm, batches * hw5_diffusion.EVAL_SIZE, sampler,
                                                 hw5_diffusion.SAMPLING_ITERATIONS, lr, sampling_seed)
             seconds = time.perf_counter() - tic
-            metrics = hw5_diffusion.evaluate(samples, truth(dataset), seed=sampling_seed + 2)
+            metrics = hw5_diffusion.evaluate(samples, truth(dataset), seed=sampling_seed + 2, draws=draws)
             run = dict(dataset=dataset, seed=seed, sampler=sampler, sliced_w2=metrics["sliced_w2_vs_floor"],
                        energy=metrics["energy_distance_vs_floor"], train_seconds=state["train_seconds"],
                        sample_seconds=seconds, load=(load_before, os.getloadavg()[0]))
             if cloud.held_out is not None:  # the file's own evaluation, as `evaluate` reports it
-                own = hw5_diffusion.evaluate(samples, cloud, seed=sampling_seed + 2)
+                own = hw5_diffusion.evaluate(samples, cloud, seed=sampling_seed + 2, draws=draws)
                 run["held_out"] = (own["sliced_w2_vs_floor"], own["energy_distance_vs_floor"])
             if "mode_weights" in metrics:
                 run.update(shares=metrics["mode_weights"], weights=metrics["true_mode_weights"])
@@ -126,9 +134,9 @@ def means(runs: list[dict]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--datasets", nargs="+", default=[*hw5_diffusion.DATASETS, FILE, *MIXTURES],
-                        help=f"built-in names, '{FILE}' (the [0, 1]² .npy file) and/or mixture-SEED (a mixture drawn "
-                             f"from SEED, as a .npy file)")
+    parser.add_argument("--datasets", nargs="+", default=[*hw5_diffusion.DATASETS, *FILES],
+                        help=f"built-in names, '{FILE}' (the [0, 1]² .npy file), mixture-SEED (a mixture drawn "
+                             f"from SEED) and/or {THREE_MODES} (weights 0.6 / 0.3 / 0.1), the last two as .npy files")
     parser.add_argument("--seeds", nargs="+", type=int, default=[hw5_diffusion.Config.seed], help="training seeds")
     parser.add_argument("--samplers", nargs="+", default=list(hw5_diffusion.SAMPLERS),
                         choices=hw5_diffusion.SAMPLERS)
