@@ -100,9 +100,9 @@ SIGMA_MIN_FRACTION = 0.01               # default σ_min, as a fraction of the d
 LANGEVIN_STEP_RATIO = 0.5               # default ε = this × σ_L²: the step at level i is α_i = 0.5 σ_i²
 SAMPLING_ITERATIONS = 100               # Langevin steps per noise level (10 levels: 1000 steps)
 SAMPLERS = ("langevin", "pc")           # the course's annealed Langevin; reverse diffusion between the levels
-SAMPLER = "pc"                          # the default recipe's: it keeps a mixture's weights, and is as close to
-                                        # fresh data as langevin or closer on every built-in set (README); the
-                                        # Spring-2024 recipe samples with its handout's Langevin dynamics
+SAMPLER = "pc"                          # the default recipe's: it keeps a mixture's weights, and on average is
+                                        # as close to fresh data as langevin or closer on every data set (README);
+                                        # the Spring-2024 recipe samples with its handout's Langevin dynamics
 SNAPSHOT_STEPS = (0, 200, 400, 600, 800)  # the Spring-2024 handout's snapshot figure, plus the final samples
 TRACKED_POINTS = 2000                   # the trajectory (for the figures) is kept for this many samples
 EVAL_SIZE = 2000                        # evaluation compares batches of 2000 samples with 2000 fresh data points,
@@ -1066,8 +1066,9 @@ def sampling_defaults(sm: ScoreMatching, state: dict, sampler: Optional[str], lr
                       seed: Optional[int]) -> tuple[str, float, int]:
     """The sampler, its Langevin ε and the seed to sample with: the given ones, else SAMPLER ("langevin", its
     handout's, for the Spring-2024 recipe), ε = LANGEVIN_STEP_RATIO · σ_L² (each level then steps with
-    α_i = LANGEVIN_STEP_RATIO · σ_i²) or the Spring-2024 sampler's SP24_EPS, and the training seed. pc starts from the data blurred by σ_max seen as one Gaussian blob,
-    which it is only when σ_max spans the data: not for the Spring-2024 recipe (a one-line error)."""
+    α_i = LANGEVIN_STEP_RATIO · σ_i²) or the Spring-2024 sampler's SP24_EPS, and the training seed. pc starts from
+    the data blurred by σ_max seen as one Gaussian blob, which it is only when σ_max spans the data: not for the
+    Spring-2024 recipe (a one-line error)."""
     sp24 = state["config"]["recipe"] == "sp24"
     sampler = ("langevin" if sp24 else SAMPLER) if sampler is None else sampler
     require(not (sp24 and sampler == "pc"), "--sampler pc needs σ_max as large as the data (this script's recipe): "

@@ -299,7 +299,8 @@ def test_cli_train_sample_plot_evaluate_resume(hw5_diffusion, run, tmp_path, fig
     result = run("sample", "--n-samples", 300, "--sampling-iterations", 3, "--out-dir", out)
     assert result.exit_code == 0, result.output
     assert np.load(out / "samples.npy").shape == (300, 2)
-    # the default sampler is pc; its snapshots: 3 predictor steps from each level to the next, then 3 Langevin steps at the smallest (30)
+    # the default sampler is pc; its snapshots: 3 predictor steps from each level to the next, then 3 Langevin
+    # steps at the smallest (30)
     snapshots = next(fig for fig in figure_spy if fig._suptitle and "Reverse diffusion" in fig._suptitle.get_text())
     titles = [ax.get_title() for ax in snapshots.axes if ax.get_title()]
     assert titles[1] == f"step 6 (σ = {levels[2].item():.2g})" and titles[-1] == "final: step 30, then denoised"
