@@ -1246,7 +1246,7 @@ def train(ctx: typer.Context, settings: dict, out_dir: Path = OUT_DIR, device: s
 def sample(n_samples: int = N_SAMPLES, sampler: Optional[str] = SAMPLER_OPTION,
            sampling_iterations: int = SAMPLING_ITERATIONS_OPTION, sampling_lr: Optional[float] = SAMPLING_LR,
            out_dir: Path = OUT_DIR, seed: Optional[int] = SAMPLING_SEED, device: str = DEVICE) -> None:
-    """Sample (annealed Langevin dynamics, or reverse diffusion); write samples.npy, the figures and metrics.json.
+    """Sample (reverse diffusion, or annealed Langevin dynamics); write samples.npy, the figures and metrics.json.
 
     Trains a model with the default settings first when --out-dir has none.
     """
