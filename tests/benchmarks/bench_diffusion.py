@@ -38,6 +38,7 @@ MIXTURES = ("mixture-1", "mixture-2", "mixture-3")  # random_mixture(1), (2), (3
 THREE_MODES = "three-modes"  # issue 26's 0.6 / 0.3 / 0.1 mixture, given with --data
 THREE_MODES_MIXTURE = ([[0.2, 0.3], [0.8, 0.4], [0.5, 0.85]], [0.6, 0.3, 0.1], [0.05, 0.08, 0.04])
 FILES = (FILE, *MIXTURES, THREE_MODES)  # the data sets given as .npy files
+POINTS = "points"  # a row for the training points, resampled: what a model that learned them exactly would score
 
 
 def random_mixture(seed: int) -> tuple:
@@ -91,20 +92,26 @@ def bench(dataset: str, seed: int, samplers: list[str], sampling_seeds: list[int
           ) -> list[dict]:
     """Train with the defaults (changing only the data and the seed), then for each sampler and sampling seed draw
     `batches` x EVAL_SIZE samples and evaluate them against `draws` references (twice what `evaluate` takes: half
-    the noise of a comparison): one dict of ratios, shares and times per run."""
+    the noise of a comparison), and as many of the training points, resampled (sampler POINTS): one dict of ratios,
+    shares and times per run."""
     out_dir = folder / f"{dataset}-{seed}"
     quiet = contextlib.nullcontext() if verbose else contextlib.redirect_stderr(io.StringIO())
     with quiet:
         state = hw5_diffusion.run_training(config(dataset, seed, folder), out_dir, device="cpu")
         sm, saved, cloud = hw5_diffusion.restore(out_dir, device="cpu")
     runs = []
-    for sampler in samplers:
+    n = batches * hw5_diffusion.EVAL_SIZE
+    for sampler in (POINTS, *samplers):
         for sampling_seed in sampling_seeds:
             load_before = os.getloadavg()[0]
-            _, lr, _ = hw5_diffusion.sampling_defaults(sm, saved, sampler, None, None)
             tic = time.perf_counter()
-            samples, _ = hw5_diffusion.generate(sm, batches * hw5_diffusion.EVAL_SIZE, sampler,
-                                                hw5_diffusion.SAMPLING_ITERATIONS, lr, sampling_seed)
+            if sampler == POINTS:
+                generator = torch.Generator().manual_seed(sampling_seed)
+                samples = cloud.points[torch.randint(len(cloud.points), (n,), generator=generator)]
+            else:
+                _, lr, _ = hw5_diffusion.sampling_defaults(sm, saved, sampler, None, None)
+                samples, _ = hw5_diffusion.generate(sm, n, sampler, hw5_diffusion.SAMPLING_ITERATIONS, lr,
+                                                    sampling_seed)
             seconds = time.perf_counter() - tic
             metrics = hw5_diffusion.evaluate(samples, truth(dataset), seed=sampling_seed + 2, draws=draws)
             run = dict(dataset=dataset, seed=seed, sampler=sampler, sliced_w2=metrics["sliced_w2_vs_floor"],
@@ -151,7 +158,7 @@ def main() -> None:
     print(f"defaults: {cfg.iterations} iterations, batch {cfg.batch_size}, lr {cfg.lr}, {cfg.num_levels} levels, "
           f"{hw5_diffusion.SAMPLING_ITERATIONS} sampling steps per level; torch threads {torch.get_num_threads()}, "
           f"{os.cpu_count()} CPUs. Ratios to the floor of fresh draws (means over the sampling seeds); held-out: a "
-          f"file's own evaluation, SW2 / energy")
+          f"file's own evaluation, SW2 / energy; {POINTS}: the training points, resampled")
     print(f"{'data':>12} {'seed':>5} {'sampler':>8} {'SW2':>5} {'energy':>6} {'held-out':>11} {'train s':>7} "
           f"{'sample s':>8} {'load avg':>11}  mode shares (weights)")
     runs = []
@@ -160,7 +167,7 @@ def main() -> None:
             for seed in args.seeds:
                 mine = bench(dataset, seed, args.samplers, args.sampling_seeds or [seed], Path(tmp), args.verbose)
                 runs += mine
-                for sampler in args.samplers:
+                for sampler in (POINTS, *args.samplers):
                     m = means([run for run in mine if run["sampler"] == sampler])
                     print(f"{dataset:>12} {seed:>5} {sampler:>8} {m['sliced_w2']:5.2f} {m['energy']:6.2f} "
                           f"{m.get('held_out', ''):>11} {m['train_seconds']:7.1f} {m['sample_seconds']:8.1f} "
@@ -168,7 +175,7 @@ def main() -> None:
     print("\nMeans over every training and sampling seed:\n\n| data | sampler | sliced W2 / floor | energy / floor "
           "| held-out (--data) | mode shares (weights); largest error |\n|---|---|---|---|---|---|")
     for dataset in args.datasets:
-        for sampler in args.samplers:
+        for sampler in (POINTS, *args.samplers):
             m = means([run for run in runs if run["dataset"] == dataset and run["sampler"] == sampler])
             print(f"| {dataset} | {sampler} | {m['sliced_w2']:.2f} | {m['energy']:.2f} | {m.get('held_out', '')} | "
                   f"{modes(m)} |")
